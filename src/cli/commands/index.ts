@@ -1,0 +1,7 @@
+// Every CLI verb registers itself here; one line per command module.
+
+import type { Command } from 'commander';
+
+export type RegisterCommand = (program: Command) => void;
+
+export const commands: RegisterCommand[] = [];

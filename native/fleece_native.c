@@ -1,0 +1,298 @@
+/*
+ * Tiny synchronous Linux file primitives that Node's fs lacks: SEEK_DATA/SEEK_HOLE, fallocate
+ * (punch hole, zero range), preadv2/pwritev2 with RWF_NOWAIT (serve page-cache hits without a
+ * thread-pool hop) and posix_fadvise. Every argument is validated; bad input throws, never crashes.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define NAPI_VERSION 8
+#include <node_api.h>
+
+#define MAX_SAFE_INTEGER 9007199254740991.0
+
+/* Returns NULL from the calling N-API callback when a call failed (an exception is pending). */
+#define CHECK(call)                                                       \
+  do {                                                                    \
+    if ((call) != napi_ok) {                                              \
+      throw_napi_failure(env);                                            \
+      return NULL;                                                        \
+    }                                                                     \
+  } while (0)
+
+static void throw_napi_failure(napi_env env) {
+  bool pending = false;
+  napi_is_exception_pending(env, &pending);
+  if (!pending) napi_throw_error(env, "EINTERNAL", "fleece_native: n-api call failed");
+}
+
+static const char *errno_name(int err) {
+  const char *name = strerrorname_np(err);
+  return name != NULL ? name : "EUNKNOWN";
+}
+
+/* Throws an Error whose `code` is the errno name, e.g. code 'EOPNOTSUPP'. */
+static napi_value throw_errno(napi_env env, const char *syscall, int err) {
+  char message[256];
+  snprintf(message, sizeof message, "%s: %s (%s)", syscall, strerror(err), errno_name(err));
+  napi_value code_value, message_value, error, errno_value, syscall_value;
+  if (napi_create_string_utf8(env, errno_name(err), NAPI_AUTO_LENGTH, &code_value) != napi_ok ||
+      napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &message_value) != napi_ok ||
+      napi_create_error(env, code_value, message_value, &error) != napi_ok) {
+    throw_napi_failure(env);
+    return NULL;
+  }
+  if (napi_create_int32(env, -err, &errno_value) == napi_ok)
+    napi_set_named_property(env, error, "errno", errno_value);
+  if (napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &syscall_value) == napi_ok)
+    napi_set_named_property(env, error, "syscall", syscall_value);
+  napi_throw(env, error);
+  return NULL;
+}
+
+static bool get_args(napi_env env, napi_callback_info info, size_t expected, napi_value *argv,
+                     const char *fn) {
+  size_t argc = expected;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) {
+    throw_napi_failure(env);
+    return false;
+  }
+  if (argc < expected) {
+    char message[128];
+    snprintf(message, sizeof message, "%s: expected %zu arguments, got %zu", fn, expected, argc);
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", message);
+    return false;
+  }
+  return true;
+}
+
+/* Reads a whole number in [0, max] (max <= 2^53 - 1); throws TypeError/RangeError naming `what`. */
+static bool get_integer(napi_env env, napi_value value, const char *fn, const char *what,
+                        double max, int64_t *out) {
+  char message[192];
+  napi_valuetype type;
+  if (napi_typeof(env, value, &type) != napi_ok) {
+    throw_napi_failure(env);
+    return false;
+  }
+  if (type != napi_number) {
+    snprintf(message, sizeof message, "%s: %s must be a number", fn, what);
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", message);
+    return false;
+  }
+  double number;
+  if (napi_get_value_double(env, value, &number) != napi_ok) {
+    throw_napi_failure(env);
+    return false;
+  }
+  if (!(number >= 0 && number <= max) || number != (double)(int64_t)number) {
+    snprintf(message, sizeof message, "%s: %s %.17g is not a whole number in [0, %.17g]", fn, what,
+             number, max);
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", message);
+    return false;
+  }
+  *out = (int64_t)number;
+  return true;
+}
+
+static bool get_fd(napi_env env, napi_value value, const char *fn, int *fd) {
+  int64_t number;
+  if (!get_integer(env, value, fn, "fd", (double)INT_MAX, &number)) return false;
+  *fd = (int)number;
+  return true;
+}
+
+/* Any TypedArray or DataView: base pointer and size in bytes. */
+static bool get_bytes(napi_env env, napi_value value, const char *fn, uint8_t **data,
+                      size_t *size) {
+  bool is_typed = false, is_view = false;
+  if (napi_is_typedarray(env, value, &is_typed) != napi_ok ||
+      napi_is_dataview(env, value, &is_view) != napi_ok) {
+    throw_napi_failure(env);
+    return false;
+  }
+  void *base = NULL;
+  if (is_typed) {
+    napi_typedarray_type type;
+    size_t length;
+    if (napi_get_typedarray_info(env, value, &type, &length, &base, NULL, NULL) != napi_ok) {
+      throw_napi_failure(env);
+      return false;
+    }
+    size_t element = 1;
+    switch (type) {
+      case napi_int16_array: case napi_uint16_array: element = 2; break;
+      case napi_int32_array: case napi_uint32_array: case napi_float32_array: element = 4; break;
+      case napi_float64_array: case napi_bigint64_array: case napi_biguint64_array: element = 8; break;
+      default: element = 1; break;
+    }
+    *size = length * element;
+  } else if (is_view) {
+    if (napi_get_dataview_info(env, value, size, &base, NULL, NULL) != napi_ok) {
+      throw_napi_failure(env);
+      return false;
+    }
+  } else {
+    char message[128];
+    snprintf(message, sizeof message, "%s: buffer must be a Buffer, TypedArray or DataView", fn);
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", message);
+    return false;
+  }
+  *data = base;
+  return true;
+}
+
+static napi_value make_number(napi_env env, double number) {
+  napi_value result;
+  CHECK(napi_create_double(env, number, &result));
+  return result;
+}
+
+static napi_value seek(napi_env env, napi_callback_info info, int whence, const char *fn) {
+  napi_value argv[2];
+  int fd;
+  int64_t offset;
+  if (!get_args(env, info, 2, argv, fn) || !get_fd(env, argv[0], fn, &fd) ||
+      !get_integer(env, argv[1], fn, "offset", MAX_SAFE_INTEGER, &offset))
+    return NULL;
+  off_t position = lseek(fd, (off_t)offset, whence);
+  if (position < 0) {
+    if (errno == ENXIO) return make_number(env, -1);
+    return throw_errno(env, "lseek", errno);
+  }
+  return make_number(env, (double)position);
+}
+
+/* seekData(fd, offset): first data byte at or after offset, or -1 when only a hole follows. */
+static napi_value seek_data(napi_env env, napi_callback_info info) {
+  return seek(env, info, SEEK_DATA, "seekData");
+}
+
+/* seekHole(fd, offset): first hole byte at or after offset (EOF counts), or -1 past EOF. */
+static napi_value seek_hole(napi_env env, napi_callback_info info) {
+  return seek(env, info, SEEK_HOLE, "seekHole");
+}
+
+/* Shared by the (fd, offset, length) calls; length must keep offset+length within 2^53 - 1. */
+static bool get_range(napi_env env, napi_callback_info info, const char *fn, int *fd,
+                      int64_t *offset, int64_t *length) {
+  napi_value argv[3];
+  if (!get_args(env, info, 3, argv, fn) || !get_fd(env, argv[0], fn, fd) ||
+      !get_integer(env, argv[1], fn, "offset", MAX_SAFE_INTEGER, offset) ||
+      !get_integer(env, argv[2], fn, "length", MAX_SAFE_INTEGER - (double)*offset, length))
+    return false;
+  return true;
+}
+
+static napi_value do_fallocate(napi_env env, napi_callback_info info, int mode, const char *fn) {
+  int fd;
+  int64_t offset, length;
+  if (!get_range(env, info, fn, &fd, &offset, &length)) return NULL;
+  if (length == 0) return NULL;
+  int rc;
+  do rc = fallocate(fd, mode, (off_t)offset, (off_t)length);
+  while (rc < 0 && errno == EINTR);
+  if (rc < 0) return throw_errno(env, "fallocate", errno);
+  return NULL;
+}
+
+/* punchHole(fd, offset, length): deallocates the range; it reads back as zeroes. */
+static napi_value punch_hole(napi_env env, napi_callback_info info) {
+  return do_fallocate(env, info, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, "punchHole");
+}
+
+/* zeroRange(fd, offset, length): makes the range read as zeroes, keeping it allocated. */
+static napi_value zero_range(napi_env env, napi_callback_info info) {
+  return do_fallocate(env, info, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, "zeroRange");
+}
+
+/* allocate(fd, offset, length): allocates blocks (holes become allocated zeroes), size kept. */
+static napi_value allocate(napi_env env, napi_callback_info info) {
+  return do_fallocate(env, info, FALLOC_FL_KEEP_SIZE, "allocate");
+}
+
+static napi_value fadvise(napi_env env, napi_callback_info info, int advice, const char *fn) {
+  int fd;
+  int64_t offset, length;
+  if (!get_range(env, info, fn, &fd, &offset, &length)) return NULL;
+  /* posix_fadvise returns the error number instead of setting errno. */
+  int rc = posix_fadvise(fd, (off_t)offset, (off_t)length, advice);
+  if (rc != 0) return throw_errno(env, "posix_fadvise", rc);
+  return NULL;
+}
+
+/* dropCache(fd, offset, length): evicts clean cached pages (POSIX_FADV_DONTNEED; 0 = to EOF). */
+static napi_value drop_cache(napi_env env, napi_callback_info info) {
+  return fadvise(env, info, POSIX_FADV_DONTNEED, "dropCache");
+}
+
+/* willNeed(fd, offset, length): starts asynchronous readahead (POSIX_FADV_WILLNEED). */
+static napi_value will_need(napi_env env, napi_callback_info info) {
+  return fadvise(env, info, POSIX_FADV_WILLNEED, "willNeed");
+}
+
+/* (fd, buffer, bufferOffset, length, position) with bufferOffset+length inside the buffer. */
+static napi_value nowait_io(napi_env env, napi_callback_info info, bool writing, const char *fn) {
+  napi_value argv[5];
+  int fd;
+  uint8_t *data;
+  size_t size;
+  int64_t buffer_offset, length, position;
+  if (!get_args(env, info, 5, argv, fn) || !get_fd(env, argv[0], fn, &fd) ||
+      !get_bytes(env, argv[1], fn, &data, &size) ||
+      !get_integer(env, argv[2], fn, "bufferOffset", (double)size, &buffer_offset) ||
+      !get_integer(env, argv[3], fn, "length", (double)(size - (size_t)buffer_offset), &length) ||
+      !get_integer(env, argv[4], fn, "position", MAX_SAFE_INTEGER - (double)length, &position))
+    return NULL;
+  if (length > SSIZE_MAX) length = SSIZE_MAX;
+  struct iovec iov = {.iov_base = data + buffer_offset, .iov_len = (size_t)length};
+  ssize_t done;
+  do {
+    done = writing ? pwritev2(fd, &iov, 1, (off_t)position, RWF_NOWAIT)
+                   : preadv2(fd, &iov, 1, (off_t)position, RWF_NOWAIT);
+  } while (done < 0 && errno == EINTR);
+  if (done < 0) {
+    /* Not cached / would block, or the kernel or filesystem lacks NOWAIT: use the pool. */
+    if (errno == EAGAIN || errno == EOPNOTSUPP || errno == ENOSYS) return make_number(env, -1);
+    return throw_errno(env, writing ? "pwritev2" : "preadv2", errno);
+  }
+  return make_number(env, (double)done);
+}
+
+/* preadNoWait(...): bytes read (0 at EOF) from the page cache, or -1 if that would block. */
+static napi_value pread_nowait(napi_env env, napi_callback_info info) {
+  return nowait_io(env, info, false, "preadNoWait");
+}
+
+/* pwriteNoWait(...): bytes written without blocking, or -1 if that would block. */
+static napi_value pwrite_nowait(napi_env env, napi_callback_info info) {
+  return nowait_io(env, info, true, "pwriteNoWait");
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_property_descriptor properties[] = {
+      {"seekData", NULL, seek_data, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"seekHole", NULL, seek_hole, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"punchHole", NULL, punch_hole, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"zeroRange", NULL, zero_range, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"allocate", NULL, allocate, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"dropCache", NULL, drop_cache, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"willNeed", NULL, will_need, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"preadNoWait", NULL, pread_nowait, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"pwriteNoWait", NULL, pwrite_nowait, NULL, NULL, NULL, napi_enumerable, NULL},
+  };
+  CHECK(napi_define_properties(env, exports, sizeof properties / sizeof properties[0], properties));
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

@@ -1,0 +1,56 @@
+// Typed access to the small N-API addon (native/fleece_native.c) for the Linux file calls Node's
+// fs lacks: SEEK_DATA/SEEK_HOLE, fallocate, preadv2/pwritev2(RWF_NOWAIT), posix_fadvise.
+
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { FleeceError } from '../core/errors.js';
+
+/** The addon's functions; all synchronous, all throw on bad arguments or unexpected errno. */
+export interface NativeFile {
+  /** First data byte at or after offset, or -1 when only a hole remains (ENXIO). */
+  seekData(fd: number, offset: number): number;
+  /** First hole byte at or after offset (end of file counts as a hole), or -1 past the end. */
+  seekHole(fd: number, offset: number): number;
+  /** Deallocates the range (fallocate PUNCH_HOLE|KEEP_SIZE); error `code` is the errno name. */
+  punchHole(fd: number, offset: number, length: number): void;
+  /** Zeroes the range keeping it allocated (fallocate ZERO_RANGE|KEEP_SIZE). */
+  zeroRange(fd: number, offset: number, length: number): void;
+  /** Allocates blocks for the range without changing data or size (fallocate KEEP_SIZE). */
+  allocate(fd: number, offset: number, length: number): void;
+  /** Evicts clean cached pages of the range (POSIX_FADV_DONTNEED; length 0 = to the end). */
+  dropCache(fd: number, offset: number, length: number): void;
+  /** Starts readahead of the range (POSIX_FADV_WILLNEED). */
+  willNeed(fd: number, offset: number, length: number): void;
+  /** Reads from the page cache only: bytes read (0 at end of file), or -1 if it would block. */
+  preadNoWait(fd: number, buffer: NodeJS.ArrayBufferView, bufferOffset: number, length: number, position: number): number;
+  /** Writes without blocking: bytes written, or -1 if it would block or is unsupported. */
+  pwriteNoWait(fd: number, buffer: NodeJS.ArrayBufferView, bufferOffset: number, length: number, position: number): number;
+}
+
+// dist/src/block/native.js sits three levels below the repo root, src/block/native.ts two.
+const CANDIDATES = ['../../../build/Release/fleece_native.node', '../../build/Release/fleece_native.node'];
+
+function load(): NativeFile {
+  const require = createRequire(import.meta.url);
+  const tried: string[] = [];
+  for (const relative of CANDIDATES) {
+    const path = fileURLToPath(new URL(relative, import.meta.url));
+    tried.push(path);
+    if (!existsSync(path)) continue;
+    try {
+      return require(path) as NativeFile;
+    } catch (err) {
+      throw new FleeceError('ENATIVE', `cannot load native addon '${path}': run 'npm install' to rebuild it with node-gyp`, { cause: err });
+    }
+  }
+  throw new FleeceError('ENATIVE', `native addon not built (looked for ${tried.map((p) => `'${p}'`).join(', ')}): run 'npm install' (node-gyp builds it)`);
+}
+
+let loaded: NativeFile | undefined;
+
+/** The addon, loaded on first use so that importing this module never fails by itself. */
+export function loadNative(): NativeFile {
+  loaded ??= load();
+  return loaded;
+}

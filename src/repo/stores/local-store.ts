@@ -1,0 +1,172 @@
+// A Store in a local directory: one file per key ('/' in a key is a sub-directory). Writes go
+// temp file -> fsync -> rename (or link for put-if-absent) -> fsync dir, so a crash leaves either
+// the old object, the new one, or a stray '.tmp-*' file that list() ignores and sweep removes.
+
+import { randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
+import { link, mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { throwIfAborted } from '../../core/errors.js';
+import { checkKey, notFound, type GetOptions, type PutOptions, type Store, type StoreEntry, type StoreSignal, type StoreStat } from '../store.js';
+
+const TEMP_PREFIX = '.tmp-';
+
+export class LocalStore implements Store {
+  readonly root: string;
+
+  constructor(root: string) {
+    this.root = root;
+  }
+
+  #path(key: string): string {
+    checkKey(key);
+    return join(this.root, ...key.split('/'));
+  }
+
+  async put(key: string, data: Uint8Array, options: PutOptions = {}): Promise<{ written: boolean }> {
+    const path = this.#path(key);
+    throwIfAborted(options.signal);
+    const dir = dirname(path);
+    if (options.ifAbsent && (await exists(path))) return { written: false };
+    await mkdirDurable(dir, this.root);
+    const temp = join(dir, `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`);
+    const handle = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
+    try {
+      await handle.writeFile(data);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    let written = true;
+    try {
+      if (options.ifAbsent) {
+        // link() fails with EEXIST instead of replacing: of racing writers exactly one wins.
+        try {
+          await link(temp, path);
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+          written = false;
+        }
+        await unlink(temp);
+      } else {
+        await rename(temp, path);
+      }
+    } catch (err) {
+      await unlink(temp).catch(() => undefined);
+      throw err;
+    }
+    await fsyncDir(dir);
+    return { written };
+  }
+
+  async get(key: string, options: GetOptions = {}): Promise<Buffer> {
+    const path = this.#path(key);
+    throwIfAborted(options.signal);
+    let handle;
+    try {
+      handle = await open(path, 'r');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw notFound(key, err);
+      throw err;
+    }
+    try {
+      if (!options.range) return await handle.readFile();
+      const { offset, length } = options.range;
+      const size = (await handle.stat()).size;
+      const n = Math.max(0, Math.min(length, size - offset));
+      const buffer = Buffer.allocUnsafe(n);
+      let done = 0;
+      while (done < n) {
+        const { bytesRead } = await handle.read(buffer, done, n - done, offset + done);
+        if (bytesRead === 0) break;
+        done += bytesRead;
+      }
+      return done === n ? buffer : buffer.subarray(0, done);
+    } finally {
+      await handle.close();
+    }
+  }
+
+  async stat(key: string, options: StoreSignal = {}): Promise<StoreStat> {
+    const path = this.#path(key);
+    throwIfAborted(options.signal);
+    try {
+      const st = await stat(path);
+      return { size: st.size, mtimeMs: st.mtimeMs };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw notFound(key, err);
+      throw err;
+    }
+  }
+
+  async *list(prefix: string, options: StoreSignal = {}): AsyncIterable<StoreEntry> {
+    // Walk from the deepest directory the prefix names, then filter on the full prefix.
+    const slash = prefix.lastIndexOf('/');
+    const base = slash >= 0 ? prefix.slice(0, slash) : '';
+    const dir = base ? join(this.root, ...base.split('/')) : this.root;
+    yield* this.#walk(dir, base, prefix, options.signal);
+  }
+
+  async *#walk(dir: string, keyBase: string, prefix: string, signal?: AbortSignal): AsyncIterable<StoreEntry> {
+    throwIfAborted(signal);
+    let entries;
+    try {
+      entries = await readdir(dir, { withFileTypes: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') return;
+      throw err;
+    }
+    for (const entry of entries) {
+      if (entry.name.startsWith('.')) continue;
+      const key = keyBase ? `${keyBase}/${entry.name}` : entry.name;
+      if (entry.isDirectory()) {
+        if (key.startsWith(prefix) || prefix.startsWith(`${key}/`)) yield* this.#walk(join(dir, entry.name), key, prefix, signal);
+      } else if (entry.isFile() && key.startsWith(prefix)) {
+        const st = await stat(join(dir, entry.name)).catch(() => undefined);
+        if (st) yield { key, size: st.size };
+      }
+    }
+  }
+
+  async delete(key: string, options: StoreSignal = {}): Promise<void> {
+    const path = this.#path(key);
+    throwIfAborted(options.signal);
+    try {
+      await unlink(path);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw err;
+    }
+    await fsyncDir(dirname(path));
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** mkdir -p that fsyncs each parent whose entry it created, so a new directory survives a crash. */
+async function mkdirDurable(dir: string, root: string): Promise<void> {
+  if (await exists(dir)) return;
+  const first = await mkdir(dir, { recursive: true });
+  if (first === undefined) return;
+  let d = dir;
+  while (d.length >= first.length && d !== root) {
+    await fsyncDir(dirname(d));
+    d = dirname(d);
+  }
+}

@@ -6,8 +6,11 @@ import {
   type BlockCapabilities,
   type BlockDevice,
   type Extent,
+  type IoOptions,
+  type WriteOptions,
   type ZeroOptions,
 } from '../block-device.js';
+import { throwIfAborted } from '../../core/errors.js';
 import { BlockError, checkRange } from '../errors.js';
 
 const PAGE_SIZE = 64 * 1024;
@@ -34,8 +37,8 @@ export class MemoryDevice implements BlockDevice {
     return this.#pages.size * PAGE_SIZE;
   }
 
-  async read(offset: number, target: Uint8Array): Promise<void> {
-    this.#check('read', offset, target.length, false);
+  async read(offset: number, target: Uint8Array, options?: IoOptions): Promise<void> {
+    this.#check('read', offset, target.length, false, options);
     this.#forEachPage(offset, target.length, (page, pageOffset, length, done) => {
       const bytes = this.#pages.get(page);
       if (bytes) target.set(bytes.subarray(pageOffset, pageOffset + length), done);
@@ -43,8 +46,8 @@ export class MemoryDevice implements BlockDevice {
     });
   }
 
-  async write(offset: number, data: Uint8Array): Promise<void> {
-    this.#check('write', offset, data.length, true);
+  async write(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
+    this.#check('write', offset, data.length, true, options);
     this.#forEachPage(offset, data.length, (page, pageOffset, length, done) => {
       let bytes = this.#pages.get(page);
       if (!bytes) {
@@ -55,26 +58,26 @@ export class MemoryDevice implements BlockDevice {
     });
   }
 
-  async writeZeroes(offset: number, length: number, _options?: ZeroOptions): Promise<void> {
-    this.#check('write-zeroes', offset, length, true);
+  async writeZeroes(offset: number, length: number, options?: ZeroOptions): Promise<void> {
+    this.#check('write-zeroes', offset, length, true, options);
     this.#zero(offset, length);
   }
 
-  async discard(offset: number, length: number): Promise<void> {
-    this.#check('discard', offset, length, true);
+  async discard(offset: number, length: number, options?: WriteOptions): Promise<void> {
+    this.#check('discard', offset, length, true, options);
     this.#zero(offset, length);
   }
 
-  async flush(): Promise<void> {
-    this.#check('flush', 0, 0, false);
+  async flush(options?: IoOptions): Promise<void> {
+    this.#check('flush', 0, 0, false, options);
   }
 
-  async cache(offset: number, length: number): Promise<void> {
-    this.#check('cache', offset, length, false);
+  async cache(offset: number, length: number, options?: IoOptions): Promise<void> {
+    this.#check('cache', offset, length, false, options);
   }
 
-  async blockStatus(offset: number, length: number): Promise<Extent[]> {
-    this.#check('block-status', offset, length, false);
+  async blockStatus(offset: number, length: number, options?: IoOptions): Promise<Extent[]> {
+    this.#check('block-status', offset, length, false, options);
     const extents: Extent[] = [];
     this.#forEachPage(offset, length, (page, _pageOffset, len, done) => {
       const hole = !this.#pages.has(page);
@@ -90,8 +93,9 @@ export class MemoryDevice implements BlockDevice {
     this.#pages.clear();
   }
 
-  #check(what: string, offset: number, length: number, writes: boolean): void {
+  #check(what: string, offset: number, length: number, writes: boolean, options: IoOptions | undefined): void {
     if (this.#closed) throw new BlockError('ESHUTDOWN', `${what}: device is closed`);
+    throwIfAborted(options?.signal);
     if (writes && this.capabilities.readOnly) throw new BlockError('EPERM', `${what}: device is read-only`);
     checkRange(this.size, offset, length, what);
   }

@@ -162,3 +162,15 @@ test('native addon: validates arguments and reports errno names', () => {
     closeSync(dev);
   }
 });
+
+test('RawFileDevice: close waits for reads and writes in flight, then refuses new ones', async () => {
+  await withImage(4 * 1024 * 1024, async (device) => {
+    device.io.noWait = false; // force the pool so the requests are really pending during close
+    const pending = Array.from({ length: 32 }, (_, i) => device.write(i * 65_536, Buffer.alloc(65_536, i + 1)));
+    const reads = Array.from({ length: 8 }, (_, i) => device.read(i * 65_536, Buffer.alloc(65_536)));
+    const closed = device.close();
+    await Promise.all([...pending, ...reads]);
+    await closed;
+    await assert.rejects(device.read(0, Buffer.alloc(1)), (err: { code?: string }) => err.code === 'ESHUTDOWN');
+  });
+});

@@ -1,0 +1,206 @@
+// The backup engine: reads a source slot by slot, skips zeros, hashes in a worker pool, stores
+// only chunks the repository lacks (into packs), builds the paged index and commits with the
+// manifest. Holds a lease throughout so a concurrent gc keeps everything it may reference.
+
+import { availableParallelism } from 'node:os';
+import { throwIfAborted } from '../core/errors.js';
+import type { BackupSource } from './backup-source.js';
+import { BlobType } from './blob-codec.js';
+import { ChunkPool } from './chunk-pool.js';
+import { readCondemned, waitForGc } from './condemned.js';
+import { IndexBuilder } from './index-builder.js';
+import { pageCount, pageSlot, SLOTS_PER_PAGE, slotCount } from './index-format.js';
+import { Lease } from './leases.js';
+import type { Manifest } from './manifest.js';
+import { Repository } from './repository.js';
+import { runBounded } from './run-bounded.js';
+
+export interface BackupProgress {
+  readonly bytesDone: number;
+  readonly bytesTotal: number;
+  readonly newChunks: number;
+  readonly newBytes: number;
+}
+
+export interface BackupOptions {
+  readonly disk: string;
+  readonly tags?: readonly string[];
+  /** Time of the point-in-time view (default: now). */
+  readonly time?: Date;
+  /** Parent backup id: with `changed`, slots outside `changed` are copied from it unread. */
+  readonly parent?: string;
+  /** Byte ranges that changed since the parent (e.g. from a dirty bitmap). */
+  readonly changed?: readonly { readonly offset: number; readonly length: number }[];
+  readonly checkpoint?: string;
+  readonly workers?: number;
+  readonly signal?: AbortSignal;
+  readonly onProgress?: (progress: BackupProgress) => void;
+}
+
+const BATCH_BYTES = 1024 * 1024;
+
+export async function runBackup(repo: Repository, source: BackupSource, options: BackupOptions): Promise<Manifest> {
+  const { signal } = options;
+  const chunkSize = repo.config.chunkSize;
+  const slots = slotCount(source.size, chunkSize);
+  const lease = await Lease.acquire(repo.store, 'backup', { signal });
+  const pool = new ChunkPool(repo.masterKey, repo.config.compression.level, options.workers);
+  try {
+    // Lease first, then wait out any gc, then read what gc condemned: see repository-format.md.
+    await waitForGc(repo.store, { signal });
+    const condemned = new Set((await readCondemned(repo.store, { signal }))?.packs ?? []);
+    await repo.syncCatalog({ signal });
+
+    const parent = options.parent ? repo.resolveBackup(options.parent) : undefined;
+    const incremental = parent !== undefined && options.changed !== undefined && parent.size === source.size && parent.chunkSize === chunkSize;
+    const parentPages = incremental ? await repo.pageIds(parent, { signal }) : undefined;
+    const todoSlots = changedSlots(slots, chunkSize, incremental ? options.changed : undefined);
+
+    // Ids stored (or queued) by this backup; with the catalog, the dedup lookup.
+    const session = new Set<string>();
+    const known = (id: Buffer): boolean => session.has(id.toString('hex')) || repo.catalog.locate(id).some((l) => !condemned.has(l.pack));
+    const packs = repo.newPackWriter();
+    let newChunks = 0;
+    let newBytes = 0;
+    let reused = 0;
+    let zeroSlots = 0;
+    let bytesDone = 0;
+    const storeBlob = async (id: Buffer, type: number, plain: Buffer): Promise<void> => {
+      if (known(id)) return;
+      session.add(id.toString('hex'));
+      await packs.add(id, type, repo.codec.seal(type, id, plain), signal);
+    };
+    const todoPerPage = new Int32Array(pageCount(slots));
+    for (const [first, count] of todoSlots) {
+      for (let s = first; s < first + count; s++) todoPerPage[Math.floor(s / SLOTS_PER_PAGE)]!++;
+    }
+    const index = new IndexBuilder(slots, todoPerPage, (p) => parentPages?.[p], {
+      seed: async (p) => (parentPages ? repo.page(parentPages[p]!, { signal }) : undefined),
+      store: storeBlob,
+      idOf: (plain) => repo.codec.idOf(plain),
+    });
+    if (parentPages) {
+      for (let p = 0; p < parentPages.length; p++) {
+        if (todoPerPage[p] !== 0) continue;
+        // Untouched page: count its slots from the parent without storing anything.
+        const page = await repo.page(parentPages[p]!, { signal });
+        for (let i = 0; i < page.length / 32; i++) if (pageSlot(page, i).every((b) => b === 0)) zeroSlots++;
+        else reused++;
+      }
+    }
+
+    const processBatch = async (first: number, count: number): Promise<void> => {
+      throwIfAborted(signal);
+      const offset = first * chunkSize;
+      const length = Math.min(count * chunkSize, source.size - offset);
+      const zeroByStatus = await zeroSlotsByStatus(source, first, count, chunkSize, signal);
+      let ids: (Buffer | undefined)[];
+      if (zeroByStatus.every(Boolean)) {
+        ids = new Array<undefined>(count).fill(undefined);
+      } else {
+        const buf = Buffer.allocUnsafe(length);
+        await source.read(offset, buf, { signal });
+        const hashed = await pool.hash(buf, chunkSize);
+        ids = hashed.ids;
+        const fresh: number[] = [];
+        for (let i = 0; i < count; i++) {
+          const id = ids[i];
+          if (!id) continue;
+          if (known(id)) reused++;
+          else {
+            session.add(id.toString('hex'));
+            fresh.push(i);
+          }
+        }
+        const sealed = await pool.seal(hashed.handle, fresh);
+        for (const i of fresh) {
+          const blob = sealed.get(i)!;
+          newChunks++;
+          newBytes += blob.stored.length;
+          await packs.add(ids[i]!, BlobType.chunk, blob, signal);
+        }
+      }
+      zeroSlots += ids.filter((id) => !id).length;
+      await index.set(first, ids);
+      bytesDone += length;
+      options.onProgress?.({ bytesDone, bytesTotal: source.size, newChunks, newBytes });
+    };
+
+    await runBounded(batches(todoSlots, Math.max(1, Math.floor(BATCH_BYTES / chunkSize))), processBatch, (options.workers ?? availableParallelism()) * 3, signal);
+    const root = index.root();
+    const rootId = repo.codec.idOf(root);
+    await storeBlob(rootId, BlobType.root, root);
+    await packs.flush(signal);
+
+    const manifest: Manifest = {
+      version: 1,
+      id: Repository.newBackupId(),
+      disk: options.disk,
+      size: source.size,
+      chunkSize,
+      time: (options.time ?? new Date()).toISOString(),
+      parent: parent?.id ?? null,
+      tags: [...(options.tags ?? [])],
+      checkpoint: options.checkpoint ?? null,
+      counts: { slots, zeroSlots, newChunks, newBytes, reusedChunks: reused },
+      root: rootId.toString('hex'),
+      pageCount: pageCount(slots),
+      host: Repository.host(),
+    };
+    lease.assertHeld();
+    await repo.writeManifest(manifest, { signal });
+    return manifest;
+  } finally {
+    await pool.close();
+    await lease.release().catch(() => undefined);
+  }
+}
+
+/** Runs of slots to back up: all of them, or those overlapping `changed`. */
+function changedSlots(slots: number, chunkSize: number, changed: BackupOptions['changed']): [number, number][] {
+  if (!changed) return slots > 0 ? [[0, slots]] : [];
+  const marks = new Uint8Array(slots);
+  for (const { offset, length } of changed) {
+    if (length <= 0) continue;
+    const end = Math.min(slots, Math.ceil((offset + length) / chunkSize));
+    for (let s = Math.floor(offset / chunkSize); s < end; s++) marks[s] = 1;
+  }
+  const runs: [number, number][] = [];
+  for (let s = 0; s < slots; s++) {
+    if (!marks[s]) continue;
+    const last = runs[runs.length - 1];
+    if (last && last[0] + last[1] === s) last[1]++;
+    else runs.push([s, 1]);
+  }
+  return runs;
+}
+
+function* batches(runs: [number, number][], perBatch: number): Generator<[number, number]> {
+  for (const [first, count] of runs) {
+    for (let s = first; s < first + count; s += perBatch) yield [s, Math.min(perBatch, first + count - s)];
+  }
+}
+
+/** Per slot: true when the source's block status says it reads as zero. */
+async function zeroSlotsByStatus(source: BackupSource, first: number, count: number, chunkSize: number, signal?: AbortSignal): Promise<boolean[]> {
+  const result = new Array<boolean>(count).fill(false);
+  if (!source.blockStatus || source.capabilities?.canBlockStatus === false) return result;
+  const start = first * chunkSize;
+  const end = Math.min(source.size, (first + count) * chunkSize);
+  let at = start;
+  while (at < end) {
+    const extents = await source.blockStatus(at, end - at, { signal });
+    if (extents.length === 0) break;
+    for (const e of extents) {
+      if (e.zero) {
+        const extentEnd = e.offset + e.length;
+        for (let i = Math.max(0, Math.ceil((e.offset - start) / chunkSize)); i < count; i++) {
+          if (Math.min(start + (i + 1) * chunkSize, end) > extentEnd) break;
+          result[i] = true;
+        }
+      }
+      at = e.offset + e.length;
+    }
+  }
+  return result;
+}

@@ -1,0 +1,89 @@
+// A pool of chunk workers (one per core): the backup engine hands it batches of slots to hash,
+// then asks the same worker to seal the slots the repository lacks. A batch stays pinned to the
+// worker that holds its bytes between the two steps.
+
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { ID_LENGTH, type SealedBlob } from './blob-codec.js';
+import { RepoError } from './errors.js';
+import type { MasterKey } from './keys.js';
+import type { WorkerReply, WorkerRequest } from './chunk-worker.js';
+
+export interface HashedBatch {
+  readonly handle: { readonly worker: number; readonly batch: number };
+  /** ids[i] is slot i's id, or undefined when the slot is all zero. */
+  readonly ids: (Buffer | undefined)[];
+}
+
+interface Pending {
+  resolve: (reply: WorkerReply) => void;
+  reject: (err: unknown) => void;
+}
+
+export class ChunkPool {
+  readonly #workers: Worker[] = [];
+  // Per worker: outstanding requests by batch number, and how many there are (for balancing).
+  readonly #pending: Map<number, Pending>[] = [];
+  #nextBatch = 0;
+  #failure: unknown;
+
+  constructor(key: MasterKey | null, level: number, size = availableParallelism()) {
+    for (let i = 0; i < Math.max(1, size); i++) {
+      const worker = new Worker(new URL('./chunk-worker.js', import.meta.url), { workerData: { key, level } });
+      const pending = new Map<number, Pending>();
+      worker.on('message', (reply: WorkerReply) => {
+        const waiter = pending.get(reply.batch);
+        pending.delete(reply.batch);
+        if (!waiter) return;
+        if (reply.op === 'error') waiter.reject(new RepoError('EINVALID', `chunk worker failed: ${reply.message}`));
+        else waiter.resolve(reply);
+      });
+      const fail = (err: unknown): void => {
+        this.#failure ??= err;
+        for (const waiter of pending.values()) waiter.reject(err);
+        pending.clear();
+      };
+      worker.on('error', fail);
+      worker.on('exit', (code) => {
+        if (code !== 0) fail(new RepoError('EINVALID', `chunk worker exited with status ${code}`));
+      });
+      this.#workers.push(worker);
+      this.#pending.push(pending);
+    }
+  }
+
+  #send(worker: number, msg: WorkerRequest, transfer: ArrayBuffer[]): Promise<WorkerReply> {
+    if (this.#failure !== undefined) return Promise.reject(this.#failure);
+    return new Promise((resolve, reject) => {
+      this.#pending[worker]!.set(msg.batch, { resolve, reject });
+      this.#workers[worker]!.postMessage(msg, transfer);
+    });
+  }
+
+  /** Hashes the slots of `data` (ownership moves to the pool); the last slot may be short. */
+  async hash(data: Buffer, chunkSize: number): Promise<HashedBatch> {
+    let worker = 0;
+    for (let i = 1; i < this.#workers.length; i++) if (this.#pending[i]!.size < this.#pending[worker]!.size) worker = i;
+    const batch = this.#nextBatch++;
+    const buf = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? data.buffer : data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength);
+    const reply = await this.#send(worker, { op: 'hash', batch, buf: buf as ArrayBuffer, chunkSize }, [buf as ArrayBuffer]);
+    if (reply.op !== 'hashed') throw new RepoError('EINVALID', `unexpected chunk worker reply '${reply.op}'`);
+    const ids = Buffer.from(reply.ids);
+    return {
+      handle: { worker, batch },
+      ids: Array.from(reply.zero, (z, i) => (z ? undefined : ids.subarray(i * ID_LENGTH, (i + 1) * ID_LENGTH))),
+    };
+  }
+
+  /** Compresses and seals the given slots of a hashed batch and releases the batch. */
+  async seal(handle: HashedBatch['handle'], slots: readonly number[]): Promise<Map<number, SealedBlob>> {
+    const reply = await this.#send(handle.worker, { op: 'seal', batch: handle.batch, slots }, []);
+    if (reply.op !== 'sealed') throw new RepoError('EINVALID', `unexpected chunk worker reply '${reply.op}'`);
+    const data = Buffer.from(reply.data);
+    return new Map(reply.blobs.map((b) => [b.slot, { stored: data.subarray(b.start, b.start + b.length), flags: b.flags, rawLength: b.rawLength, crc: b.crc }]));
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.#workers.map((w) => w.terminate()));
+  }
+}

@@ -1,0 +1,91 @@
+// Byte layout of a pack object and its trailer (which is also the per-pack index object).
+// pack = header(16) | stored blobs | trailer; trailer = entries(52 each) | footer(16).
+// Little-endian throughout. The trailer lets the pack index be rebuilt from the pack alone.
+
+import { crc32 } from 'node:zlib';
+import { RepoError } from './errors.js';
+import { ID_LENGTH } from './blob-codec.js';
+
+export const PACK_MAGIC = Buffer.from('FLEECEPK');
+export const PACK_HEADER_SIZE = 16;
+export const ENTRY_SIZE = 52;
+export const FOOTER_SIZE = 16;
+const FOOTER_MAGIC = Buffer.from('FLPKIDX1');
+/** Cap on entries a trailer may claim, so a damaged count cannot make us allocate gigabytes. */
+const MAX_ENTRIES = 1 << 22;
+
+export interface PackEntry {
+  readonly id: Buffer;
+  readonly type: number;
+  readonly flags: number;
+  /** Byte offset of the stored blob inside the pack. */
+  readonly offset: number;
+  readonly storedLength: number;
+  readonly rawLength: number;
+  readonly crc: number;
+}
+
+export function packHeader(): Buffer {
+  const header = Buffer.alloc(PACK_HEADER_SIZE);
+  PACK_MAGIC.copy(header, 0);
+  header.writeUInt8(1, 8); // pack format version
+  return header;
+}
+
+export function packKey(packId: string): string {
+  return `packs/${packId.slice(0, 2)}/${packId}`;
+}
+
+export function packIndexKey(packId: string): string {
+  return `index/packs/${packId}`;
+}
+
+export function encodeTrailer(entries: readonly PackEntry[]): Buffer {
+  const out = Buffer.alloc(entries.length * ENTRY_SIZE + FOOTER_SIZE);
+  entries.forEach((e, i) => {
+    const at = i * ENTRY_SIZE;
+    e.id.copy(out, at);
+    out.writeUInt8(e.type, at + 32);
+    out.writeUInt8(e.flags, at + 33);
+    out.writeUInt32LE(e.offset, at + 36);
+    out.writeUInt32LE(e.storedLength, at + 40);
+    out.writeUInt32LE(e.rawLength, at + 44);
+    out.writeUInt32LE(e.crc, at + 48);
+  });
+  const footer = entries.length * ENTRY_SIZE;
+  out.writeUInt32LE(entries.length, footer);
+  out.writeUInt32LE(crc32(out.subarray(0, footer)), footer + 4);
+  FOOTER_MAGIC.copy(out, footer + 8);
+  return out;
+}
+
+/** Reads the footer (last 16 bytes of a pack or index object): how long the trailer is. */
+export function trailerLength(footer: Buffer, what: string): number {
+  if (footer.length !== FOOTER_SIZE || !footer.subarray(8).equals(FOOTER_MAGIC)) {
+    throw new RepoError('ECORRUPT', `${what}: bad trailer magic`);
+  }
+  const count = footer.readUInt32LE(0);
+  if (count > MAX_ENTRIES) throw new RepoError('ECORRUPT', `${what}: impossible entry count ${count}`);
+  return count * ENTRY_SIZE + FOOTER_SIZE;
+}
+
+export function decodeTrailer(bytes: Buffer, what: string): PackEntry[] {
+  if (bytes.length < FOOTER_SIZE) throw new RepoError('ECORRUPT', `${what}: trailer truncated (${bytes.length} bytes)`);
+  const length = trailerLength(bytes.subarray(bytes.length - FOOTER_SIZE), what);
+  if (bytes.length !== length) throw new RepoError('ECORRUPT', `${what}: trailer is ${bytes.length} bytes, expected ${length}`);
+  const footer = length - FOOTER_SIZE;
+  if (crc32(bytes.subarray(0, footer)) !== bytes.readUInt32LE(footer + 4)) throw new RepoError('ECORRUPT', `${what}: trailer crc32 mismatch`);
+  const entries: PackEntry[] = [];
+  for (let at = 0; at < footer; at += ENTRY_SIZE) {
+    entries.push({
+      id: Buffer.from(bytes.subarray(at, at + ID_LENGTH)),
+      type: bytes.readUInt8(at + 32),
+      flags: bytes.readUInt8(at + 33),
+      offset: bytes.readUInt32LE(at + 36),
+      storedLength: bytes.readUInt32LE(at + 40),
+      rawLength: bytes.readUInt32LE(at + 44),
+      crc: bytes.readUInt32LE(at + 48),
+    });
+  }
+  return entries;
+}

@@ -1,0 +1,98 @@
+// Counts the requests and bytes that pass through to a store: the S3 benchmark's "requests per
+// GiB" and tests that assert a cache or a dedup really saved round trips. Placed inside
+// RetryStore it counts every attempt, outside it every logical call.
+
+import type { GetOptions, PutOptions, Store, StoreEntry, StoreSignal, StoreStat } from '../store.js';
+
+/** Keys an S3 ListObjectsV2 page returns at most; one list request per started page. */
+export const LIST_PAGE_KEYS = 1000;
+
+export interface StoreCounts {
+  put: number;
+  get: number;
+  stat: number;
+  /** List requests: one per started page of LIST_PAGE_KEYS keys. */
+  list: number;
+  delete: number;
+  /** Failed calls, of any kind. */
+  errors: number;
+  bytesWritten: number;
+  bytesRead: number;
+}
+
+export function emptyCounts(): StoreCounts {
+  return { put: 0, get: 0, stat: 0, list: 0, delete: 0, errors: 0, bytesWritten: 0, bytesRead: 0 };
+}
+
+export function requestCount(counts: StoreCounts): number {
+  return counts.put + counts.get + counts.stat + counts.list + counts.delete;
+}
+
+export class CountingStore implements Store {
+  readonly #inner: Store;
+  #counts = emptyCounts();
+
+  constructor(inner: Store) {
+    this.#inner = inner;
+  }
+
+  /** A snapshot of the counts so far. */
+  get counts(): Readonly<StoreCounts> {
+    return { ...this.#counts };
+  }
+
+  /** Returns the counts so far and starts again from zero. */
+  reset(): StoreCounts {
+    const counts = this.#counts;
+    this.#counts = emptyCounts();
+    return counts;
+  }
+
+  async #count<T>(op: 'put' | 'get' | 'stat' | 'delete', call: () => Promise<T>): Promise<T> {
+    this.#counts[op]++;
+    try {
+      return await call();
+    } catch (err) {
+      this.#counts.errors++;
+      throw err;
+    }
+  }
+
+  async put(key: string, data: Uint8Array, options?: PutOptions): Promise<{ written: boolean }> {
+    const result = await this.#count('put', () => this.#inner.put(key, data, options));
+    this.#counts.bytesWritten += data.length;
+    return result;
+  }
+
+  async get(key: string, options?: GetOptions): Promise<Buffer> {
+    const data = await this.#count('get', () => this.#inner.get(key, options));
+    this.#counts.bytesRead += data.length;
+    return data;
+  }
+
+  stat(key: string, options?: StoreSignal): Promise<StoreStat> {
+    return this.#count('stat', () => this.#inner.stat(key, options));
+  }
+
+  delete(key: string, options?: StoreSignal): Promise<void> {
+    return this.#count('delete', () => this.#inner.delete(key, options));
+  }
+
+  async *list(prefix: string, options?: StoreSignal): AsyncIterable<StoreEntry> {
+    this.#counts.list++;
+    let n = 0;
+    try {
+      for await (const entry of this.#inner.list(prefix, options)) {
+        if (++n % LIST_PAGE_KEYS === 1 && n > 1) this.#counts.list++;
+        yield entry;
+      }
+    } catch (err) {
+      this.#counts.errors++;
+      throw err;
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.#inner.close?.();
+  }
+}

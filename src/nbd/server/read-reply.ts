@@ -1,0 +1,79 @@
+// Builds the reply to NBD_CMD_READ in one buffer: simple (header + data), one OFFSET_DATA chunk
+// (DF, or a fully allocated range), or OFFSET_HOLE/OFFSET_DATA chunks following the device's
+// allocation. The device reads straight into the payload parts of that buffer.
+
+import type { BlockDevice, Extent, IoOptions } from '../../block/block-device.js';
+import { REPLY_FLAG_DONE, SIMPLE_REPLY_HEADER_SIZE } from '../protocol/constants.js';
+import {
+  OFFSET_DATA_OVERHEAD,
+  OFFSET_HOLE_SIZE,
+  simpleReply,
+  writeOffsetDataHeader,
+  writeOffsetHole,
+} from '../protocol/replies.js';
+
+/** A successful simple read reply. */
+export async function simpleRead(device: BlockDevice, cookie: bigint, offset: number, length: number, io: IoOptions): Promise<Buffer> {
+  const buf = simpleReply(cookie, 0, length);
+  if (length > 0) await device.read(offset, buf.subarray(SIMPLE_REPLY_HEADER_SIZE), io);
+  return buf;
+}
+
+/** A successful structured read reply: one content chunk when `fragment` is false. */
+export async function structuredRead(
+  device: BlockDevice,
+  cookie: bigint,
+  offset: number,
+  length: number,
+  fragment: boolean,
+  io: IoOptions,
+): Promise<Buffer> {
+  const segments = fragment && device.capabilities.canBlockStatus ? await segmentsOf(device, offset, length, io) : undefined;
+  if (!segments || (segments.length === 1 && !segments[0]!.zero)) {
+    const buf = Buffer.allocUnsafe(OFFSET_DATA_OVERHEAD + length);
+    writeOffsetDataHeader(buf, 0, REPLY_FLAG_DONE, cookie, offset, length);
+    await device.read(offset, buf.subarray(OFFSET_DATA_OVERHEAD), io);
+    return buf;
+  }
+  let total = 0;
+  for (const s of segments) total += s.zero ? OFFSET_HOLE_SIZE : OFFSET_DATA_OVERHEAD + s.length;
+  const buf = Buffer.allocUnsafe(total);
+  const reads: Promise<void>[] = [];
+  let at = 0;
+  segments.forEach((s, i) => {
+    const flags = i === segments.length - 1 ? REPLY_FLAG_DONE : 0;
+    if (s.zero) {
+      writeOffsetHole(buf, at, flags, cookie, s.offset, s.length);
+      at += OFFSET_HOLE_SIZE;
+    } else {
+      writeOffsetDataHeader(buf, at, flags, cookie, s.offset, s.length);
+      const start = at + OFFSET_DATA_OVERHEAD;
+      reads.push(device.read(s.offset, buf.subarray(start, start + s.length), io));
+      at = start + s.length;
+    }
+  });
+  await Promise.all(reads);
+  return buf;
+}
+
+/** Runs of [offset, offset+length) that read as zero or not; uncovered tail counts as data. */
+async function segmentsOf(device: BlockDevice, offset: number, length: number, io: IoOptions): Promise<Extent[]> {
+  const end = offset + length;
+  const out: Extent[] = [];
+  let position = offset;
+  while (position < end) {
+    const extents = await device.blockStatus(position, end - position, io);
+    const before = position;
+    for (const e of extents) {
+      const len = Math.min(e.length, end - position);
+      if (len <= 0) break;
+      const last = out[out.length - 1];
+      if (last && last.zero === e.zero) out[out.length - 1] = { ...last, length: last.length + len };
+      else out.push({ offset: position, length: len, hole: e.hole, zero: e.zero });
+      position += len;
+    }
+    if (position === before) break;
+  }
+  if (position < end) out.push({ offset: position, length: end - position, hole: false, zero: false });
+  return out;
+}

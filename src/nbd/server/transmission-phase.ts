@@ -1,0 +1,234 @@
+// The transmission phase of one connection: pulls requests from the parser, runs them
+// concurrently against the export's device (replies may go out of order), and stops pulling
+// while too many requests or bytes are in flight or the socket's write buffer is full.
+
+import {
+  CMD_BLOCK_STATUS,
+  CMD_CACHE,
+  CMD_DISC,
+  CMD_FLAG_DF,
+  CMD_FLAG_FAST_ZERO,
+  CMD_FLAG_FUA,
+  CMD_FLAG_NO_HOLE,
+  CMD_FLAG_REQ_ONE,
+  CMD_FLUSH,
+  CMD_READ,
+  CMD_TRIM,
+  CMD_WRITE,
+  CMD_WRITE_ZEROES,
+  FLAG_SEND_DF,
+  FLAG_SEND_FAST_ZERO,
+  FLAG_SEND_FUA,
+  NBD_EINVAL,
+  NBD_ENOSPC,
+  NBD_EOVERFLOW,
+  NBD_EPERM,
+  REPLY_FLAG_DONE,
+} from '../protocol/constants.js';
+import type { ByteQueue } from '../protocol/byte-queue.js';
+import { nbdErrnoFor } from '../protocol/errno.js';
+import { blockStatusChunk, errorChunk, noneChunk, simpleReply } from '../protocol/replies.js';
+import { RequestParser, type NbdRequest } from '../protocol/request-parser.js';
+import { clampExtents } from './block-status.js';
+import { simpleRead, structuredRead } from './read-reply.js';
+import type { ConnectionIo, TransmissionSession } from './session.js';
+
+export interface TransmissionLimits {
+  /** Requests executing at once before the connection stops reading. */
+  readonly maxInFlightRequests: number;
+  /** READ/WRITE payload bytes in flight before the connection stops reading. */
+  readonly maxInFlightBytes: number;
+}
+
+/** A refusal decided before touching the device: reply with `errno` and `message`. */
+class Refusal {
+  constructor(readonly errno: number, readonly message: string) {}
+}
+
+export class TransmissionPhase {
+  readonly #io: ConnectionIo;
+  readonly #session: TransmissionSession;
+  readonly #parser: RequestParser;
+  readonly #limits: TransmissionLimits;
+  readonly #ioOptions: { readonly signal: AbortSignal };
+  // Flags each command accepts, given what was negotiated.
+  readonly #allowed: Record<number, number>;
+  // In-flight accounting; single-threaded, touched only by #pump and #run.
+  #inFlight = 0;
+  #inFlightBytes = 0;
+  #stopped = false;
+  #onIdle: (() => void) | undefined;
+
+  constructor(io: ConnectionIo, queue: ByteQueue, session: TransmissionSession, limits: TransmissionLimits) {
+    this.#io = io;
+    this.#session = session;
+    this.#limits = limits;
+    this.#ioOptions = { signal: io.signal };
+    this.#parser = new RequestParser(queue, { maxPayload: session.export.maxPayload });
+    const fua = session.flags & FLAG_SEND_FUA ? CMD_FLAG_FUA : 0;
+    this.#allowed = {
+      [CMD_READ]: fua | (session.flags & FLAG_SEND_DF ? CMD_FLAG_DF : 0),
+      [CMD_WRITE]: fua,
+      [CMD_FLUSH]: fua,
+      [CMD_TRIM]: fua,
+      [CMD_CACHE]: fua,
+      [CMD_WRITE_ZEROES]: fua | CMD_FLAG_NO_HOLE | (session.flags & FLAG_SEND_FAST_ZERO ? CMD_FLAG_FAST_ZERO : 0),
+      [CMD_BLOCK_STATUS]: fua | CMD_FLAG_REQ_ONE,
+    };
+  }
+
+  /** True while the connection should not read more from the socket. */
+  get saturated(): boolean {
+    return this.#inFlight >= this.#limits.maxInFlightRequests || this.#inFlightBytes >= this.#limits.maxInFlightBytes || this.#io.writeBlocked;
+  }
+
+  /** Requests executing now. */
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  /**
+   * Starts every complete request the queue holds, while under the limits. Returns 'disconnect'
+   * after NBD_CMD_DISC or a fatal protocol error (the caller ends the connection once idle).
+   * Throws NbdError on garbage.
+   */
+  pump(): 'continue' | 'disconnect' {
+    while (!this.#stopped && !this.saturated) {
+      const request = this.#parser.next();
+      if (!request) break;
+      if (request.type === CMD_DISC) {
+        this.#stopped = true;
+        break;
+      }
+      if (request.disconnect) this.#stopped = true;
+      this.#inFlight++;
+      this.#inFlightBytes += costOf(request);
+      void this.#run(request);
+    }
+    return this.#stopped ? 'disconnect' : 'continue';
+  }
+
+  /** Calls `fn` once no request is in flight (now, or when the last one completes). */
+  whenIdle(fn: () => void): void {
+    if (this.#inFlight === 0) fn();
+    else this.#onIdle = fn;
+  }
+
+  /** Stops taking requests (server shutdown). */
+  stop(): void {
+    this.#stopped = true;
+  }
+
+  // Never rejects: every failure becomes a reply. Completion re-pumps the queue via onSettled.
+  async #run(request: NbdRequest): Promise<void> {
+    try {
+      const reply = await this.#execute(request);
+      this.#io.send(reply);
+    } catch (err) {
+      const refusal = err instanceof Refusal ? err : new Refusal(nbdErrnoFor(err), describe(err));
+      this.#io.send(this.#errorReply(request, refusal));
+    } finally {
+      this.#inFlight--;
+      this.#inFlightBytes -= costOf(request);
+      if (this.#inFlight === 0 && this.#onIdle) {
+        const fn = this.#onIdle;
+        this.#onIdle = undefined;
+        fn();
+      }
+      this.onSettled?.();
+    }
+  }
+
+  /** Set by the connection: called after each request completes (to resume reading). */
+  onSettled: (() => void) | undefined;
+
+  async #execute(r: NbdRequest): Promise<Buffer> {
+    if (r.rejected) throw new Refusal(r.rejected, `write payload of ${r.length} bytes exceeds ${this.#session.export.maxPayload}`);
+    const allowed = this.#allowed[r.type];
+    if (allowed === undefined) throw new Refusal(NBD_EINVAL, `unknown command ${r.type}`);
+    if ((r.flags & ~allowed) !== 0) throw new Refusal(NBD_EINVAL, `flags 0x${r.flags.toString(16)} not valid for command ${r.type}`);
+    const exp = this.#session.export;
+    const device = exp.device;
+    const io = this.#ioOptions;
+    const fua = (r.flags & CMD_FLAG_FUA) !== 0;
+    switch (r.type) {
+      case CMD_READ:
+        this.#checkRange(r, NBD_EINVAL);
+        if (r.length > exp.maxPayload) throw new Refusal(this.#session.structured ? NBD_EOVERFLOW : NBD_EINVAL, `read of ${r.length} bytes exceeds ${exp.maxPayload}`);
+        if (!this.#session.structured) return simpleRead(device, r.cookie, r.offset, r.length, io);
+        if (r.length === 0) return noneChunk(r.cookie);
+        return structuredRead(device, r.cookie, r.offset, r.length, (r.flags & CMD_FLAG_DF) === 0, io);
+      case CMD_WRITE:
+        this.#checkWritable();
+        this.#checkRange(r, NBD_ENOSPC);
+        await device.write(r.offset, r.data!, fua ? { fua, signal: io.signal } : io);
+        break;
+      case CMD_FLUSH:
+        await device.flush(io);
+        break;
+      case CMD_TRIM:
+        this.#checkWritable();
+        this.#checkRange(r, NBD_EINVAL);
+        await device.discard(r.offset, r.length, { fua, signal: io.signal });
+        break;
+      case CMD_CACHE:
+        this.#checkRange(r, NBD_EINVAL);
+        await device.cache(r.offset, r.length, io);
+        break;
+      case CMD_WRITE_ZEROES:
+        this.#checkWritable();
+        this.#checkRange(r, NBD_ENOSPC);
+        await device.writeZeroes(r.offset, r.length, {
+          fua,
+          mayTrim: (r.flags & CMD_FLAG_NO_HOLE) === 0,
+          fastZero: (r.flags & CMD_FLAG_FAST_ZERO) !== 0,
+          signal: io.signal,
+        });
+        break;
+      case CMD_BLOCK_STATUS:
+        return this.#blockStatus(r);
+    }
+    return simpleReply(r.cookie, 0);
+  }
+
+  async #blockStatus(r: NbdRequest): Promise<Buffer> {
+    const contexts = this.#session.contexts;
+    if (!this.#session.structured || contexts.length === 0) throw new Refusal(NBD_EINVAL, 'no metadata context was selected');
+    this.#checkRange(r, NBD_EINVAL);
+    if (r.length === 0) throw new Refusal(NBD_EINVAL, 'block status of zero bytes');
+    const reqOne = (r.flags & CMD_FLAG_REQ_ONE) !== 0;
+    const lists = await Promise.all(contexts.map((c) => c.provider.blockStatus(r.offset, r.length, this.#ioOptions)));
+    const chunks = lists.map((extents, i) =>
+      blockStatusChunk(r.cookie, i === lists.length - 1 ? REPLY_FLAG_DONE : 0, contexts[i]!.id, clampExtents(extents, r.length, reqOne)),
+    );
+    return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+  }
+
+  #checkWritable(): void {
+    if (this.#session.export.readOnly) throw new Refusal(NBD_EPERM, 'export is read-only');
+  }
+
+  #checkRange(r: NbdRequest, errno: number): void {
+    const exp = this.#session.export;
+    if (r.offset + r.length > exp.device.size) {
+      throw new Refusal(errno, `range ${r.offset}+${r.length} ends past the export size ${exp.device.size}`);
+    }
+    const min = exp.minBlockSize;
+    if (min > 1 && (r.offset % min !== 0 || r.length % min !== 0)) {
+      throw new Refusal(NBD_EINVAL, `range ${r.offset}+${r.length} is not aligned to ${min}`);
+    }
+  }
+
+  #errorReply(r: NbdRequest, refusal: Refusal): Buffer {
+    if (this.#session.structured) return errorChunk(r.cookie, refusal.errno, refusal.message);
+    return simpleReply(r.cookie, refusal.errno);
+  }
+}
+
+function costOf(r: NbdRequest): number {
+  return r.type === CMD_READ || r.type === CMD_WRITE ? r.length : 0;
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -48,7 +48,7 @@ export async function runBackup(repo: Repository, source: BackupSource, options:
   try {
     // Lease first, then wait out any gc, then read what gc condemned: see repository-format.md.
     await waitForGc(repo.store, { signal });
-    const condemned = new Set((await readCondemned(repo.store, { signal }))?.packs ?? []);
+    const condemned = new Set(Object.keys((await readCondemned(repo.store, { signal }))?.packs ?? {}));
     await repo.syncCatalog({ signal });
 
     const parent = options.parent ? repo.resolveBackup(options.parent) : undefined;

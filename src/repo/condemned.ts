@@ -9,9 +9,8 @@ import type { Store } from './store.js';
 export const CONDEMNED_KEY = 'gc/condemned';
 
 export interface Condemned {
-  /** ms since the epoch, taken before the list was written. */
-  readonly time: number;
-  readonly packs: readonly string[];
+  /** pack id -> ms since the epoch when it was first condemned (taken before that write). */
+  readonly packs: Readonly<Record<string, number>>;
 }
 
 export async function readCondemned(store: Store, options: { signal?: AbortSignal } = {}): Promise<Condemned | undefined> {
@@ -24,7 +23,7 @@ export async function readCondemned(store: Store, options: { signal?: AbortSigna
 }
 
 export async function writeCondemned(store: Store, condemned: Condemned, options: { signal?: AbortSignal } = {}): Promise<void> {
-  if (condemned.packs.length === 0) await store.delete(CONDEMNED_KEY, options);
+  if (Object.keys(condemned.packs).length === 0) await store.delete(CONDEMNED_KEY, options);
   else await store.put(CONDEMNED_KEY, Buffer.from(JSON.stringify(condemned)), options);
 }
 

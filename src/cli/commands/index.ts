@@ -2,7 +2,8 @@
 
 import type { Command } from 'commander';
 import { registerServe } from './serve.js';
+import { registerRepoCommands } from './repo.js';
 
 export type RegisterCommand = (program: Command) => void;
 
-export const commands: RegisterCommand[] = [registerServe];
+export const commands: RegisterCommand[] = [registerServe, registerRepoCommands];

@@ -3,8 +3,10 @@
 // `retryable` flag so the retry wrapper can tell a flaky server from a refused request.
 
 import {
+  CreateBucketCommand,
   DeleteObjectCommand,
   GetObjectCommand,
+  HeadBucketCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
   PutObjectCommand,
@@ -133,6 +135,22 @@ export class S3Store implements Store {
     } catch (err) {
       if (isS3Status(err, 404) && !isNoSuchBucket(err)) return;
       throw s3Error('delete', this.bucket, objectKey, err, options.signal);
+    }
+  }
+
+  /** Creates the bucket unless it exists (`fleece init`); needs s3:CreateBucket only then. */
+  async ensureBucket(options: StoreSignal = {}): Promise<void> {
+    try {
+      await this.#client.send(new HeadBucketCommand({ Bucket: this.bucket }), { abortSignal: options.signal });
+      return;
+    } catch (err) {
+      if (!isS3Status(err, 404)) throw s3Error('head-bucket', this.bucket, '', err, options.signal);
+    }
+    try {
+      await this.#client.send(new CreateBucketCommand({ Bucket: this.bucket }), { abortSignal: options.signal });
+    } catch (err) {
+      const name = (err as { name?: string }).name;
+      if (name !== 'BucketAlreadyOwnedByYou' && name !== 'BucketAlreadyExists') throw s3Error('create-bucket', this.bucket, '', err, options.signal);
     }
   }
 

@@ -1,0 +1,55 @@
+// `fleece backup SOURCE --disk NAME`: backs up a raw image file into the repository.
+
+import type { Command } from 'commander';
+import { formatSize } from '../../core/size.js';
+import { FileSource } from '../../repo/backup-source.js';
+import { runBackup } from '../../repo/backup-engine.js';
+import { createProgress } from '../progress.js';
+import { addRepoOptions, openRepo, printJson, type RepoFlags } from '../repo-options.js';
+
+interface BackupFlags extends RepoFlags {
+  readonly disk: string;
+  readonly tag: string[];
+  readonly parent?: string;
+}
+
+export function registerBackup(program: Command): void {
+  addRepoOptions(program.command('backup'))
+    .description('back up a raw image file')
+    .argument('<source>', 'raw image file')
+    .requiredOption('--disk <name>', 'disk name the backup belongs to')
+    .option('--tag <tag>', 'tag the backup (repeatable)', (v: string, all: string[]) => [...all, v], [])
+    .option('--json', 'print the new backup as json')
+    .action(async (sourcePath: string, flags: BackupFlags) => {
+      const repo = await openRepo(flags, { sync: false });
+      const source = await FileSource.open(sourcePath);
+      const controller = new AbortController();
+      const onSignal = (): void => controller.abort();
+      process.once('SIGINT', onSignal);
+      process.once('SIGTERM', onSignal);
+      const progress = createProgress('backup', source.size, { quiet: flags.json });
+      try {
+        const started = Date.now();
+        const manifest = await runBackup(repo, source, {
+          disk: flags.disk,
+          tags: flags.tag,
+          signal: controller.signal,
+          onProgress: (p) => progress.update(p.bytesDone, `new ${formatSize(p.newBytes)}`),
+        });
+        progress.stop();
+        const seconds = (Date.now() - started) / 1000;
+        if (flags.json) printJson({ ...manifest, durationMs: Date.now() - started });
+        else {
+          const c = manifest.counts;
+          process.stdout.write(`backup ${manifest.id} of disk ${manifest.disk}: ${formatSize(manifest.size)} in ${seconds.toFixed(1)} s, ` +
+            `${c.newChunks} new chunks (${formatSize(c.newBytes)} stored), ${c.reusedChunks} reused, ${c.zeroSlots} zero\n`);
+        }
+      } finally {
+        progress.stop();
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+        await source.close();
+        repo.close();
+      }
+    });
+}

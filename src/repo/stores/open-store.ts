@@ -1,0 +1,75 @@
+// Turns a repository location into a Store: `s3://BUCKET[/PREFIX]` is an S3 bucket behind a
+// local read cache, retries and a concurrency limit; anything else is a local directory.
+// Environment: AWS_* for the endpoint/region/credentials, FLEECE_S3_* and FLEECE_CACHE_DIR.
+
+import { createHash } from 'node:crypto';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { RepoError } from '../errors.js';
+import type { Store } from '../store.js';
+import { CacheStore } from './cache-store.js';
+import { LimitStore } from './limit-store.js';
+import { LocalStore } from './local-store.js';
+import { RetryStore } from './retry-store.js';
+import { S3Store } from './s3-store.js';
+
+export interface S3Location {
+  readonly bucket: string;
+  /** '' or ending in '/'. */
+  readonly prefix: string;
+}
+
+export interface OpenStoreOptions {
+  /** Create the bucket when it does not exist (`fleece init`). */
+  readonly create?: boolean;
+  readonly signal?: AbortSignal;
+}
+
+const BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
+
+/** Parses `s3://BUCKET[/PREFIX]`; undefined for a location that is not an S3 URL. */
+export function parseS3Location(location: string): S3Location | undefined {
+  if (!location.startsWith('s3://')) return undefined;
+  const rest = location.slice('s3://'.length);
+  const slash = rest.indexOf('/');
+  const bucket = slash < 0 ? rest : rest.slice(0, slash);
+  const path = slash < 0 ? '' : rest.slice(slash + 1).replace(/^\/+|\/+$/g, '');
+  if (!BUCKET.test(bucket)) {
+    throw new RepoError('EINVALID', `invalid s3 bucket '${bucket}' in '${location}': expected 3-63 characters of [a-z0-9.-]`);
+  }
+  if (path.split('/').some((s) => s === '.' || s === '..' || s === '') && path !== '') {
+    throw new RepoError('EINVALID', `invalid s3 key prefix '${path}' in '${location}'`);
+  }
+  return { bucket, prefix: path === '' ? '' : `${path}/` };
+}
+
+function envInt(name: string, fallback: number): number {
+  const value = Number(process.env[name]);
+  return Number.isInteger(value) && value > 0 ? value : fallback;
+}
+
+/** Where an S3 repository's read cache lives; undefined when FLEECE_CACHE_DIR=none. */
+export function s3CacheDir(location: S3Location): string | undefined {
+  const base = process.env.FLEECE_CACHE_DIR || join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'fleece');
+  if (base === 'none') return undefined;
+  const endpoint = process.env.AWS_ENDPOINT_URL_S3 || process.env.AWS_ENDPOINT_URL || 'aws';
+  const id = createHash('sha256').update(`${endpoint}\n${location.bucket}\n${location.prefix}`).digest('hex').slice(0, 16);
+  return join(base, 's3', `${location.bucket}-${id}`);
+}
+
+/** Opens the store a repository location names. */
+export async function openStore(location: string, options: OpenStoreOptions = {}): Promise<Store> {
+  const s3 = parseS3Location(location);
+  if (!s3) return new LocalStore(location);
+  const raw = new S3Store({ bucket: s3.bucket, prefix: s3.prefix });
+  // Retry outside the limit: a request backing off does not hold one of the slots.
+  const store = new RetryStore(new LimitStore(raw, envInt('FLEECE_S3_CONCURRENCY', 16)), { attempts: envInt('FLEECE_S3_ATTEMPTS', 6) });
+  try {
+    if (options.create) await raw.ensureBucket(options);
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+  const cacheDir = s3CacheDir(s3);
+  return cacheDir ? new CacheStore(store, cacheDir) : store;
+}

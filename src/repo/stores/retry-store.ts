@@ -70,8 +70,9 @@ export class RetryStore implements Store {
   put(key: string, data: Uint8Array, options: PutOptions = {}): Promise<{ written: boolean }> {
     let attempts = 0;
     return this.#retry('put', key, options.signal, async () => {
+      const first = ++attempts === 1;
       const result = await this.#inner.put(key, data, options);
-      if (++attempts === 1 || result.written || !options.ifAbsent) return result;
+      if (first || result.written || !options.ifAbsent) return result;
       // An earlier attempt failed without an answer; if it had in fact landed, the key holds our bytes.
       const stored = await this.#inner.get(key, { signal: options.signal }).catch((err: unknown) => {
         if (isNotFound(err)) return undefined; // deleted since: it was not ours to report

@@ -1,0 +1,89 @@
+// The store conformance suite against a real Ceph radosgw: the bare S3Store, and the full stack
+// `openStore('s3://…')` builds (cache, retries, concurrency limit), plus S3-specific behaviour.
+
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, test } from 'node:test';
+import { openStore } from '../../src/repo/stores/open-store.js';
+import { S3Store } from '../../src/repo/stores/s3-store.js';
+import { startRgw, type Rgw } from '../helpers/rgw.js';
+import { runStoreConformance } from '../repo/store-conformance.js';
+
+let rgw: Rgw;
+let n = 0;
+
+before(async () => {
+  rgw = await startRgw();
+}, { timeout: 240_000 });
+
+after(async () => {
+  await rgw?.stop();
+});
+
+runStoreConformance('s3', async () => {
+  const store = await rgw.store('conformance', `t${++n}/`);
+  return { store, cleanup: async () => undefined };
+}, { keyCount: 2500 });
+
+runStoreConformance('s3 via openStore', async () => {
+  const store = await openStore(`s3://stack/t${++n}`, { create: true });
+  return { store, cleanup: async () => undefined };
+}, { keyCount: 1200 });
+
+test('s3: keys live under the prefix; another prefix of the bucket is invisible', async () => {
+  const a = await rgw.store('prefixes', 'one/');
+  const b = await rgw.store('prefixes', 'one-more/');
+  const root = await rgw.store('prefixes');
+  try {
+    await a.put('k', Buffer.from('a'));
+    await b.put('k', Buffer.from('b'));
+    assert.deepEqual((await collectKeys(a, '')), ['k']);
+    assert.deepEqual((await collectKeys(root, '')).sort(), ['one-more/k', 'one/k']);
+    assert.equal((await root.get('one/k')).toString(), 'a');
+  } finally {
+    await Promise.all([a.close(), b.close(), root.close()]);
+  }
+});
+
+test('s3: a missing bucket is ENOREPO, not a missing key', async () => {
+  const store = new S3Store({ bucket: 'no-such-bucket-here', endpoint: rgw.endpoint });
+  try {
+    await assert.rejects(store.get('config'), (err: unknown) => (err as { code?: string }).code === 'ENOREPO');
+    await assert.rejects(openStore('s3://no-such-bucket-here/x').then((s) => s.get('config')), (err: unknown) => (err as { code?: string }).code === 'ENOREPO');
+  } finally {
+    await store.close();
+  }
+});
+
+test('s3: bad credentials are refused without retries (not retryable)', async () => {
+  const saved = process.env.AWS_SECRET_ACCESS_KEY;
+  process.env.AWS_SECRET_ACCESS_KEY = 'wrong-secret';
+  const store = new S3Store({ bucket: 'conformance', endpoint: rgw.endpoint });
+  try {
+    await assert.rejects(store.get('x'), (err: unknown) => (err as { code?: string; retryable?: boolean }).code === 'ESTORE' && (err as { retryable?: boolean }).retryable === false);
+  } finally {
+    process.env.AWS_SECRET_ACCESS_KEY = saved;
+    await store.close();
+  }
+});
+
+test('s3: large object round trip and ranged reads inside it', async () => {
+  const store = await rgw.store('conformance', 'large/');
+  try {
+    const data = randomBytes(24 * 2 ** 20);
+    await store.put('pack', data, { ifAbsent: true });
+    assert.ok((await store.get('pack')).equals(data));
+    for (const offset of [0, 1, 5 * 2 ** 20 + 17, data.length - 100]) {
+      assert.ok((await store.get('pack', { range: { offset, length: 4096 } })).equals(data.subarray(offset, offset + 4096)));
+    }
+    assert.equal((await store.stat('pack')).size, data.length);
+  } finally {
+    await store.close();
+  }
+});
+
+async function collectKeys(store: S3Store, prefix: string): Promise<string[]> {
+  const keys: string[] = [];
+  for await (const entry of store.list(prefix)) keys.push(entry.key);
+  return keys;
+}

@@ -3,10 +3,9 @@
 // lives in the repository directory (`.catalog.sqlite`, ignored by the store).
 
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { Command } from 'commander';
 import { UsageError } from '../core/errors.js';
-import { LocalStore } from '../repo/stores/local-store.js';
+import { catalogPathFor, openStore } from '../repo/stores/open-store.js';
 import { Repository } from '../repo/repository.js';
 import { decodeConfig } from '../repo/config.js';
 import { RepoError, isNotFound } from '../repo/errors.js';
@@ -50,7 +49,7 @@ export async function readSecret(flags: RepoFlags, prompt: string | undefined): 
 /** Opens, unlocks and syncs the repository for a verb. */
 export async function openRepo(flags: RepoFlags, options: { sync?: boolean } = {}): Promise<Repository> {
   const path = repoPath(flags);
-  const store = new LocalStore(path);
+  const store = await openStore(path);
   let encrypted = false;
   try {
     encrypted = decodeConfig(await store.get('config')).encryption !== null;
@@ -59,7 +58,7 @@ export async function openRepo(flags: RepoFlags, options: { sync?: boolean } = {
     throw err;
   }
   const secret = encrypted ? await readSecret(flags, 'repository passphrase: ') : {};
-  const repo = await Repository.open(store, { secret, catalogPath: join(path, '.catalog.sqlite') });
+  const repo = await Repository.open(store, { secret, catalogPath: catalogPathFor(path) });
   if (options.sync ?? true) await repo.syncCatalog();
   return repo;
 }

@@ -1,11 +1,9 @@
 // `fleece init`: creates a repository directory (optionally encrypted, with a chunk size).
 
-import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { Command } from 'commander';
 import { UsageError } from '../../core/errors.js';
 import { parseSize } from '../../core/size.js';
-import { LocalStore } from '../../repo/stores/local-store.js';
+import { catalogPathFor, openStore } from '../../repo/stores/open-store.js';
 import { Repository } from '../../repo/repository.js';
 import { addRepoOptions, printJson, readSecret, repoPath, type RepoFlags } from '../repo-options.js';
 
@@ -29,13 +27,12 @@ export function registerInit(program: Command): void {
         secret = await readSecret(flags, 'new repository passphrase: ');
         if (!('keyFile' in secret) && !(secret as { passphrase?: string }).passphrase) throw new UsageError('an empty passphrase is not allowed');
       }
-      await mkdir(path, { recursive: true });
-      const repo = await Repository.init(new LocalStore(path), {
+      const repo = await Repository.init(await openStore(path, { create: true }), {
         encrypt: flags.encrypt ?? false,
         secret,
         chunkSize: parseSize(flags.chunkSize, 'chunk size'),
         packSize: parseSize(flags.packSize, 'pack size'),
-        catalogPath: join(path, '.catalog.sqlite'),
+        catalogPath: catalogPathFor(path),
       });
       if (flags.json) printJson({ id: repo.config.id, chunkSize: repo.config.chunkSize, encrypted: repo.config.encryption !== null });
       else process.stdout.write(`created repository ${repo.config.id} at ${path} (chunk size ${repo.config.chunkSize}, ${repo.config.encryption ? 'encrypted' : 'not encrypted'})\n`);

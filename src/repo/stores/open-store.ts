@@ -3,6 +3,7 @@
 // Environment: AWS_* for the endpoint/region/credentials, FLEECE_S3_* and FLEECE_CACHE_DIR.
 
 import { createHash } from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { RepoError } from '../errors.js';
@@ -57,10 +58,21 @@ export function s3CacheDir(location: S3Location): string | undefined {
   return join(base, 's3', `${location.bucket}-${id}`);
 }
 
-/** Opens the store a repository location names. */
+/** Where this host keeps the repository's SQLite catalog: in the directory, or in the S3 cache dir. */
+export function catalogPathFor(location: string): string {
+  const s3 = parseS3Location(location);
+  if (!s3) return join(location, '.catalog.sqlite');
+  const cacheDir = s3CacheDir(s3);
+  return cacheDir ? join(cacheDir, '.catalog.sqlite') : ':memory:';
+}
+
+/** Opens the store a repository location names; `create` makes the directory or bucket. */
 export async function openStore(location: string, options: OpenStoreOptions = {}): Promise<Store> {
   const s3 = parseS3Location(location);
-  if (!s3) return new LocalStore(location);
+  if (!s3) {
+    if (options.create) await mkdir(location, { recursive: true });
+    return new LocalStore(location);
+  }
   const raw = new S3Store({ bucket: s3.bucket, prefix: s3.prefix });
   // Retry outside the limit: a request backing off does not hold one of the slots.
   const store = new RetryStore(new LimitStore(raw, envInt('FLEECE_S3_CONCURRENCY', 16)), { attempts: envInt('FLEECE_S3_ATTEMPTS', 6) });
@@ -71,5 +83,7 @@ export async function openStore(location: string, options: OpenStoreOptions = {}
     throw err;
   }
   const cacheDir = s3CacheDir(s3);
-  return cacheDir ? new CacheStore(store, cacheDir) : store;
+  if (!cacheDir) return store;
+  await mkdir(cacheDir, { recursive: true });
+  return new CacheStore(store, cacheDir);
 }

@@ -12,6 +12,12 @@ import {
   writeOffsetHole,
 } from '../protocol/replies.js';
 
+/**
+ * Reads shorter than this are sent as one data chunk without asking the device for holes: the
+ * allocation lookup (two lseeks on a raw file) costs more than the few zero bytes it saves.
+ */
+export const SPARSE_READ_MIN = 64 * 1024;
+
 /** A successful simple read reply. */
 export async function simpleRead(device: BlockDevice, cookie: bigint, offset: number, length: number, io: IoOptions): Promise<Buffer> {
   const buf = simpleReply(cookie, 0, length);
@@ -19,7 +25,7 @@ export async function simpleRead(device: BlockDevice, cookie: bigint, offset: nu
   return buf;
 }
 
-/** A successful structured read reply: one content chunk when `fragment` is false. */
+/** A successful structured read reply: one content chunk when `fragment` is false (DF). */
 export async function structuredRead(
   device: BlockDevice,
   cookie: bigint,
@@ -28,7 +34,8 @@ export async function structuredRead(
   fragment: boolean,
   io: IoOptions,
 ): Promise<Buffer> {
-  const segments = fragment && device.capabilities.canBlockStatus ? await segmentsOf(device, offset, length, io) : undefined;
+  const sparse = fragment && length >= SPARSE_READ_MIN && device.capabilities.canBlockStatus;
+  const segments = sparse ? await segmentsOf(device, offset, length, io) : undefined;
   if (!segments || (segments.length === 1 && !segments[0]!.zero)) {
     const buf = Buffer.allocUnsafe(OFFSET_DATA_OVERHEAD + length);
     writeOffsetDataHeader(buf, 0, REPLY_FLAG_DONE, cookie, offset, length);

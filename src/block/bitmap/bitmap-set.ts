@@ -8,6 +8,8 @@ import type { DirtyBitmap } from './dirty-bitmap.js';
 export class BitmapSet {
   // Single-threaded: mutated only between awaits, so a write marks a consistent set.
   readonly #bitmaps = new Map<string, DirtyBitmap>();
+  // Unnamed bitmaps marked like the others but not listed (e.g. "written since snapshot S").
+  readonly #hidden = new Set<DirtyBitmap>();
 
   /** Adds a bitmap; throws EBITMAP_EXISTS if the name is taken. */
   add(bitmap: DirtyBitmap): DirtyBitmap {
@@ -38,10 +40,21 @@ export class BitmapSet {
     return [...this.#bitmaps.values()];
   }
 
+  /** Starts marking a bitmap that is not part of the named set. */
+  track(bitmap: DirtyBitmap): void {
+    this.#hidden.add(bitmap);
+  }
+
+  /** Stops marking a bitmap added with track(). */
+  untrack(bitmap: DirtyBitmap): void {
+    this.#hidden.delete(bitmap);
+  }
+
   /** Marks [offset, offset+length) in every enabled, consistent bitmap. */
   markDirty(offset: number, length: number): void {
     for (const bitmap of this.#bitmaps.values()) {
       if (bitmap.enabled && !bitmap.inconsistent) bitmap.set(offset, length);
     }
+    for (const bitmap of this.#hidden) bitmap.set(offset, length);
   }
 }

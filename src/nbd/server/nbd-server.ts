@@ -27,6 +27,8 @@ export class NbdServer implements ExportRegistry {
   readonly #exports = new Map<string, NbdExport>();
   readonly #listeners: Server[] = [];
   readonly #connections = new Set<NbdConnection>();
+  // Callers of #shutdown waiting for a connection's 'close'.
+  readonly #waiters = new Map<NbdConnection, () => void>();
   #closed = false;
 
   constructor(options: NbdServerOptions = {}) {
@@ -117,8 +119,6 @@ export class NbdServer implements ExportRegistry {
     });
     this.#connections.add(conn);
   }
-
-  readonly #waiters = new Map<NbdConnection, () => void>();
 
   #shutdown(conn: NbdConnection): Promise<void> {
     if (!this.#connections.has(conn)) return Promise.resolve();

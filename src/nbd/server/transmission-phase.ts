@@ -58,6 +58,8 @@ export class TransmissionPhase {
   #inFlightBytes = 0;
   #stopped = false;
   #onIdle: (() => void) | undefined;
+  /** Set by the connection: called after each request completes (to resume reading). */
+  onSettled: (() => void) | undefined;
 
   constructor(io: ConnectionIo, queue: ByteQueue, session: TransmissionSession, limits: TransmissionLimits) {
     this.#io = io;
@@ -138,9 +140,6 @@ export class TransmissionPhase {
       this.onSettled?.();
     }
   }
-
-  /** Set by the connection: called after each request completes (to resume reading). */
-  onSettled: (() => void) | undefined;
 
   async #execute(r: NbdRequest): Promise<Buffer> {
     if (r.rejected) throw new Refusal(r.rejected, `write payload of ${r.length} bytes exceeds ${this.#session.export.maxPayload}`);

@@ -78,6 +78,7 @@ export async function runGc(repo: Repository, options: GcOptions = {}): Promise<
     if (!dryRun) {
       await writeCondemned(repo.store, { packs: condemned }, { signal });
       for (const pack of deletable) {
+        lock.assertHeld(); // a backup may start once our lease looks dead: stop deleting before that
         await repo.store.delete(packKey(pack), { signal });
         await repo.store.delete(packIndexKey(pack), { signal });
         repo.catalog.removePack(pack);

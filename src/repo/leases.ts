@@ -55,6 +55,8 @@ export class Lease {
   #refreshedAt: number;
   #timer: NodeJS.Timeout | undefined;
   #refreshing: Promise<void> | undefined;
+  // Longest time the stored lease went without a refresh; a gc may have seen it dead if > ttl.
+  #worstGapMs = 0;
 
   private constructor(store: Store, kind: LeaseKind, ttlMs: number) {
     this.#store = store;
@@ -79,14 +81,16 @@ export class Lease {
   async #write(now: number, signal?: AbortSignal): Promise<void> {
     const record = { kind: this.kind, host: hostname(), pid: process.pid, startedAt: this.startedAt, refreshedAt: now };
     await this.#store.put(this.key, Buffer.from(JSON.stringify(record)), { signal });
+    // The stored record said `#refreshedAt` until this put landed: that whole span counts.
+    this.#worstGapMs = Math.max(this.#worstGapMs, Date.now() - this.#refreshedAt);
     this.#refreshedAt = now;
   }
 
   /** Throws ELEASE when the lease may have looked dead to a gc (not refreshed within ttl). */
   assertHeld(): void {
-    const age = Date.now() - this.#refreshedAt;
+    const age = Math.max(this.#worstGapMs, Date.now() - this.#refreshedAt);
     if (age > this.#ttlMs * 0.8) {
-      throw new RepoError('ELEASE', `lease ${this.key} was not refreshed for ${age} ms (ttl ${this.#ttlMs} ms): refusing to commit`);
+      throw new RepoError('ELEASE', `lease ${this.key} went ${age} ms without a refresh (ttl ${this.#ttlMs} ms): refusing to commit`);
     }
   }
 

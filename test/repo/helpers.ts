@@ -79,3 +79,24 @@ export function fleece(repo: string, args: string[], env: Record<string, string>
 }
 
 export const FLEECE_MAIN = MAIN;
+
+/** Restores every backup of a repository in-process and returns id -> sha256 of the image. */
+export async function restoreAll(repoDir: string, scratch: string, passphrase?: string): Promise<Map<string, { sha: string; tags: readonly string[] }>> {
+  const { Repository } = await import('../../src/repo/repository.js');
+  const { LocalStore } = await import('../../src/repo/stores/local-store.js');
+  const { runRestore } = await import('../../src/repo/restore-engine.js');
+  const repo = await Repository.open(new LocalStore(repoDir), { secret: passphrase === undefined ? {} : { passphrase } });
+  try {
+    await repo.syncCatalog();
+    const out = new Map<string, { sha: string; tags: readonly string[] }>();
+    for (const m of repo.catalog.backups()) {
+      const target = join(scratch, `restore-${m.id}.img`);
+      await runRestore(repo, m, target);
+      out.set(m.id, { sha: await sha256File(target), tags: m.tags });
+      await (await import('node:fs/promises')).unlink(target);
+    }
+    return out;
+  } finally {
+    repo.close();
+  }
+}

@@ -3,9 +3,7 @@
 
 import type { Command } from 'commander';
 import { lstat, unlink } from 'node:fs/promises';
-import { buildApi } from '../../api/api-server.js';
 import { UsageError } from '../../core/errors.js';
-import { Daemon } from '../../daemon/daemon.js';
 
 function parseListen(text: string): { host: string; port: number } {
   const match = /^(?:(.*):)?(\d+)$/.exec(text);
@@ -24,6 +22,9 @@ export function registerDaemon(program: Command): void {
       const stateDir = opts.state ?? process.env.FLEECE_STATE;
       if (!stateDir) throw new UsageError('no state directory: pass --state DIR or set FLEECE_STATE');
       const tcp = opts.listen ? parseListen(opts.listen) : undefined;
+      // Loaded here so that other verbs do not pay for fastify and the block graph at startup.
+      const { Daemon } = await import('../../daemon/daemon.js');
+      const { buildApi } = await import('../../api/api-server.js');
       const daemon = await Daemon.start({ stateDir, tcp, log: (line) => process.stderr.write(`${line}\n`) });
       const api = buildApi(daemon);
       try {

@@ -39,7 +39,7 @@ async function countKeys(location: string, prefix: string): Promise<number> {
   const store = await openStore(location);
   try {
     let n = 0;
-    for await (const entry of store.list(prefix)) void entry, n++;
+    for await (const entry of store.list(prefix)) n += entry.key ? 1 : 0;
     return n;
   } finally {
     await store.close?.();

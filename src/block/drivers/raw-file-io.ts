@@ -1,7 +1,8 @@
-// Hot-path file I/O for the raw-file driver: try the page cache synchronously (RWF_NOWAIT), and
-// only on a miss hop to libuv's pool with callback-style fs (cheaper than promises/FileHandle).
+// Hot-path file I/O for the raw-file driver: try the page cache synchronously (RWF_NOWAIT reads,
+// plain pwrite for page-aligned writes), and only on a miss hop to libuv's pool with callback fs.
 
-import { fdatasync, read, write } from 'node:fs';
+import { fdatasync, read, write, writeSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
 import type { NativeFile } from '../native.js';
 
 /** Largest request served synchronously on the event loop; bigger ones always use the pool. */
@@ -10,11 +11,36 @@ const NOWAIT_MAX = 1024 * 1024;
 const WRITE_MISS_LIMIT = 16;
 const WRITE_RETRY_AFTER = 4096;
 
+// Synchronous page-cache writes. ext4 (and most filesystems) refuse buffered RWF_NOWAIT writes
+// with EAGAIN, so without this every write would pay a thread-pool round trip. A plain pwrite is
+// safe to run on the event loop when it cannot wait for the disk:
+//  - whole, page-aligned pages only: no read-modify-write of a partially written page that is not
+//    cached (that read is the one disk wait a small write can hit);
+//  - modest size (SYNC_WRITE_MAX), so the copy into the page cache takes microseconds;
+//  - dirty throttling (balance_dirty_pages sleeping 10-200 ms per pause when dirty memory passes
+//    its limits on a slow disk), a journal commit or a page under writeback can still make a write
+//    sleep: every synchronous write is timed, and two writes slower than
+//    SYNC_WRITE_SLOW_MS within SLOW_WRITE_WINDOW_MS send all writes through the pool for a backoff
+//    period that doubles (up to BACKOFF_MAX_MS) while the disk stays slow. Two strikes, not one:
+//    on a busy machine a 4 KiB write is sometimes preempted for a few ms, which is no disk wait.
+//    4 KiB pages are assumed; with larger pages a 4 KiB-aligned write may read-modify-write, which
+//    the timing guard then catches.
+const PAGE = 4096;
+const SYNC_WRITE_MAX = 256 * 1024;
+const SYNC_WRITE_SLOW_MS = 8;
+const SLOW_WRITE_WINDOW_MS = 1000;
+const BACKOFF_MIN_MS = 1000;
+const BACKOFF_MAX_MS = 32_000;
+
 export class RawFileIo {
   readonly #fd: number;
   readonly #native: NativeFile;
-  /** Tests and benchmarks turn the NOWAIT path off to measure or exercise the fallback. */
+  /** Off: every read and write hops to the pool (tests and benchmarks exercise the fallback). */
   noWait = true;
+  // performance.now() before which writes use the pool (after slow synchronous writes).
+  #syncWritesPausedUntil = 0;
+  #backoffMs = BACKOFF_MIN_MS;
+  #lastSlowWrite = -Infinity;
   // Writes to filesystems without buffered NOWAIT support (ext4) always miss: back off.
   #writeMisses = 0;
   #writeSkip = 0;
@@ -66,6 +92,13 @@ export class RawFileIo {
     } else if (this.#writeSkip > 0) {
       this.#writeSkip--;
     }
+    if (done === 0 && this.#canWriteNow(position, data.length)) {
+      const start = performance.now();
+      done = writeSync(this.#fd, data, 0, data.length, position);
+      const end = performance.now();
+      if (end - start > SYNC_WRITE_SLOW_MS) this.#slowWrite(end);
+      if (done === data.length) return undefined;
+    }
     return new Promise((resolve, reject) => {
       const step = (): void => {
         write(this.#fd, data, done, data.length - done, position + done, (err, n) => {
@@ -76,6 +109,22 @@ export class RawFileIo {
       };
       step();
     });
+  }
+
+  #slowWrite(now: number): void {
+    const strike = now - this.#lastSlowWrite <= SLOW_WRITE_WINDOW_MS;
+    this.#lastSlowWrite = now;
+    if (!strike) return; // first strike
+    // Slow again soon after the last backoff ended: the disk is still slow, back off longer.
+    const recent = now - this.#syncWritesPausedUntil < 4 * this.#backoffMs;
+    this.#backoffMs = recent ? Math.min(2 * this.#backoffMs, BACKOFF_MAX_MS) : BACKOFF_MIN_MS;
+    this.#syncWritesPausedUntil = now + this.#backoffMs;
+    this.#lastSlowWrite = -Infinity;
+  }
+
+  #canWriteNow(position: number, length: number): boolean {
+    if (!this.noWait || length > SYNC_WRITE_MAX || position % PAGE !== 0 || length % PAGE !== 0 || length === 0) return false;
+    return this.#syncWritesPausedUntil === 0 || performance.now() >= this.#syncWritesPausedUntil;
   }
 
   /** Makes every write completed before the call durable; concurrent callers share syncs. */

@@ -1,0 +1,149 @@
+// S3 benchmark against a throwaway Ceph radosgw: backup and restore throughput vs the local
+// store, S3 requests per GiB of new data, and restore throughput vs plain parallel GETs of the
+// same pack objects. Runs alternate local and S3, fresh repositories each run, median of N.
+
+import { randomFillSync } from 'node:crypto';
+import { mkdtemp, open, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { FileSource } from '../src/repo/backup-source.js';
+import { runBackup } from '../src/repo/backup-engine.js';
+import { Repository } from '../src/repo/repository.js';
+import { runRestore } from '../src/repo/restore-engine.js';
+import type { Store } from '../src/repo/store.js';
+import { CacheStore } from '../src/repo/stores/cache-store.js';
+import { CountingStore, requestCount, type StoreCounts } from '../src/repo/stores/counting-store.js';
+import { LimitStore } from '../src/repo/stores/limit-store.js';
+import { LocalStore } from '../src/repo/stores/local-store.js';
+import { RetryStore } from '../src/repo/stores/retry-store.js';
+import type { S3Store } from '../src/repo/stores/s3-store.js';
+import { startRgw } from '../test/helpers/rgw.js';
+import { median, ratioCell, table, writeSection } from './lib/report.js';
+
+const IMAGE_BYTES = Number(process.env.BENCH_S3_MIB ?? 512) * 2 ** 20;
+const RUNS = Number(process.env.BENCH_RUNS ?? 3);
+const CONCURRENCY = 16;
+const MIB = 2 ** 20;
+
+interface Run {
+  backupMBps: number;
+  restoreMBps: number;
+  newBytes: number;
+  /** S3 only: requests of the backup, of the restore; plain GET throughput. */
+  backupCounts?: StoreCounts;
+  restoreCounts?: StoreCounts;
+  getMBps?: number;
+}
+
+async function makeImage(path: string): Promise<void> {
+  const file = await open(path, 'w');
+  const block = Buffer.alloc(4 * MIB);
+  try {
+    for (let offset = 0; offset < IMAGE_BYTES; offset += block.length) {
+      randomFillSync(block);
+      await file.write(block, 0, block.length, offset);
+    }
+  } finally {
+    await file.close();
+  }
+}
+
+async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
+  const started = process.hrtime.bigint();
+  const result = await fn();
+  return [result, Number(process.hrtime.bigint() - started) / 1e9];
+}
+
+/** Backs up `image` into a fresh repository on `store`, then restores it on a fresh catalog. */
+async function backupAndRestore(store: Store, image: string, out: string, between?: () => void): Promise<{ backupS: number; restoreS: number; newBytes: number }> {
+  const repo = await Repository.init(store, { catalogPath: ':memory:' });
+  const source = await FileSource.open(image);
+  const [manifest, backupS] = await timed(() => runBackup(repo, source, { disk: 'bench' }));
+  await source.close();
+  repo.close();
+  between?.();
+  const [, restoreS] = await timed(async () => {
+    const again = await Repository.open(store, { catalogPath: ':memory:' });
+    await again.syncCatalog();
+    await runRestore(again, again.resolveBackup(manifest.id), out);
+    again.close();
+  });
+  return { backupS, restoreS, newBytes: manifest.counts.newBytes };
+}
+
+/** Plain GETs of every pack object, CONCURRENCY at a time: what the gateway can serve. */
+async function plainGets(s3: S3Store): Promise<number> {
+  const keys: string[] = [];
+  for await (const { key } of s3.list('packs/')) keys.push(key);
+  let bytes = 0;
+  const [, seconds] = await timed(async () => {
+    let next = 0;
+    await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
+      while (next < keys.length) bytes += (await s3.get(keys[next++]!)).length;
+    }));
+  });
+  return bytes / MIB / seconds;
+}
+
+async function emptyStore(store: Store): Promise<void> {
+  const keys: string[] = [];
+  for await (const { key } of store.list('')) keys.push(key);
+  let next = 0;
+  await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
+    while (next < keys.length) await store.delete(keys[next++]!);
+  }));
+}
+
+export async function runS3Bench(): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'fleece-bench-s3-'));
+  const rgw = await startRgw();
+  try {
+    const image = join(dir, 'image');
+    await makeImage(image);
+    const local: Run[] = [];
+    const s3: Run[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      const l = await backupAndRestore(new LocalStore(join(dir, `local-${i}`)), image, join(dir, 'out'));
+      local.push({ backupMBps: IMAGE_BYTES / MIB / l.backupS, restoreMBps: IMAGE_BYTES / MIB / l.restoreS, newBytes: l.newBytes });
+      await rm(join(dir, `local-${i}`), { recursive: true, force: true });
+
+      const raw = await rgw.store('bench', `run-${i}/`);
+      const counting = new CountingStore(raw);
+      const stack = new CacheStore(new RetryStore(new LimitStore(counting, CONCURRENCY)), join(dir, `cache-${i}`));
+      let backupCounts: StoreCounts | undefined;
+      const r = await backupAndRestore(stack, image, join(dir, 'out'), () => (backupCounts = counting.reset()));
+      const restoreCounts = counting.reset();
+      s3.push({ backupMBps: IMAGE_BYTES / MIB / r.backupS, restoreMBps: IMAGE_BYTES / MIB / r.restoreS, newBytes: r.newBytes, backupCounts, restoreCounts, getMBps: await plainGets(raw) });
+      await emptyStore(raw); // memstore keeps everything in RAM
+      await raw.close();
+    }
+    const med = (runs: Run[], f: (r: Run) => number): number => median(runs.map(f));
+    const perGiB = (r: Run): number => requestCount(r.backupCounts!) / (r.newBytes / 2 ** 30);
+    const restorePerGiB = (r: Run): number => requestCount(r.restoreCounts!) / (r.newBytes / 2 ** 30);
+    const describe = (c: StoreCounts): string => `${c.put} put, ${c.get} get, ${c.stat} stat, ${c.list} list, ${c.delete} delete (${(c.bytesWritten / MIB).toFixed(0)} MiB written, ${(c.bytesRead / MIB).toFixed(0)} MiB read)`;
+    const last = s3[s3.length - 1]!;
+    const rows = [
+      ['backup MB/s', med(local, (r) => r.backupMBps).toFixed(0), med(s3, (r) => r.backupMBps).toFixed(0), ratioCell(med(s3, (r) => r.backupMBps) / med(local, (r) => r.backupMBps))],
+      ['restore MB/s', med(local, (r) => r.restoreMBps).toFixed(0), med(s3, (r) => r.restoreMBps).toFixed(0), ratioCell(med(s3, (r) => r.restoreMBps) / med(local, (r) => r.restoreMBps))],
+    ];
+    const body = [
+      table(['', 'local store', 'radosgw', 'radosgw / local'], rows),
+      table(['radosgw', 'value', 'target'], [
+        ['S3 requests per GiB of new data backed up', med(s3, perGiB).toFixed(1), med(s3, perGiB) <= 64 ? '≤ 64: met' : '≤ 64: **missed**'],
+        ['S3 requests per GiB restored (fresh catalog)', med(s3, restorePerGiB).toFixed(1), ''],
+        ['plain parallel GETs of the packs, MB/s', med(s3, (r) => r.getMBps!).toFixed(0), ''],
+        ['restore / plain GETs', ratioCell(med(s3, (r) => r.restoreMBps / r.getMBps!), { min: 0.8 }), ''],
+      ]),
+      `Requests of the last run: backup ${describe(last.backupCounts!)}; restore ${describe(last.restoreCounts!)}.`,
+      `A ${IMAGE_BYTES / MIB} MiB random image (all new data), default repository settings (64 KiB chunks, 32 MiB packs), ` +
+        `backed up through the engine in-process and restored on a fresh catalog; median of ${RUNS} runs, local and S3 alternated. ` +
+        `radosgw: single-node Ceph with a memstore OSD on loopback (\`scripts/rgw.sh\`); S3 stack as \`openStore\` builds it ` +
+        `(cache, retry, ${CONCURRENCY} requests in flight), requests counted below the retry layer. Plain GETs: ${CONCURRENCY} in flight over the same pack objects.`,
+    ].join('\n\n');
+    await writeSection({ name: 's3', title: 'S3 store: radosgw vs local directory', body });
+    process.stdout.write(`${body}\n`);
+  } finally {
+    await rgw.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}

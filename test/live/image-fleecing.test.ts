@@ -4,7 +4,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { requireTools, run } from '../helpers/tools.js';
+import { requireTools, run, runOk } from '../helpers/tools.js';
 import { startDaemon, withState, type DaemonHandle } from './daemon-harness.js';
 
 const patterns = [['0x5d', '0', '64k'], ['0xd5', '1M', '64k'], ['0xdc', '32M', '64k'], ['0xcd', '0x3ff0000', '64k']];
@@ -25,7 +25,7 @@ async function setup(d: DaemonHandle, bitmap: boolean): Promise<void> {
 }
 
 test('image-fleecing patterns: the snapshot keeps the old bytes through full and partial overwrites', async () => {
-  requireTools('qemu-io');
+  requireTools('qemu-io', 'nbdinfo');
   await withState(async (state) => {
     const d = await startDaemon(state);
     try {
@@ -35,6 +35,10 @@ test('image-fleecing patterns: the snapshot keeps the old bytes through full and
       for (const [p, off, len] of [...patterns, ...zeroes]) assert.equal(await qemuIo(snap, `read -P${p} ${off} ${len}`, true), 0, `sanity ${p} ${off}`);
       for (const [p, off, len] of overwrite) assert.equal(await qemuIo(d.uri('base'), `write -P${p} ${off} ${len}`, false), 0);
       for (const [p, off, len] of [...patterns, ...zeroes]) assert.equal(await qemuIo(snap, `read -P${p} ${off} ${len}`, true), 0, `after COW ${p} ${off}`);
+      // Block status says which clusters now come from the RAM cache (flag 1); the rest are live (0).
+      const map = await runOk('nbdinfo', ['--map=fleece:cache-location', snap]);
+      const ram = map.trim().split('\n').map((l) => l.trim().split(/\s+/).map(Number)).filter((f) => f[2] === 1).map((f) => [f[0], f[0]! + f[1]!]);
+      assert.deepEqual(ram, [[0, 0x10000], [0xf0000, 0x110000], [0x2000000, 0x2020000], [0x3fe0000, 0x3ff0000]]);
       // The check itself must be able to fail: the live disk has the new bytes.
       assert.notEqual(await qemuIo(snap, 'read -P0xab 0 64k', true), 0);
       await d.cli('snapshot', 'release', 'base@fl');

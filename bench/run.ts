@@ -8,7 +8,6 @@ type Bench = () => Promise<void>;
 const benches: Record<string, () => Promise<Bench>> = {
   nbd: async () => (await import('./nbd.js')).runNbdBench,
   s3: async () => (await import('./s3.js')).runS3Bench,
-  s3: async () => (await import('./s3.js')).runS3Bench,
   cbw: async () => (await import('./cbw.js')).runCbwBench,
 };
 

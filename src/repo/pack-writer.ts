@@ -35,25 +35,26 @@ export class PackWriter {
     return { packs: this.#packs, bytes: this.#bytes };
   }
 
-  /** Appends a blob; uploads the pack when it reaches the target size. */
+  /** Appends a blob; uploads the pack when it reaches the target size. Waits while uploads are saturated. */
   async add(id: Buffer, type: number, blob: SealedBlob, signal?: AbortSignal): Promise<void> {
+    while (this.#uploads.size >= this.#maxInFlight) await Promise.race(this.#uploads);
     this.#throwIfFailed();
+    // From here on no await: concurrent callers never see a half-detached pack.
     this.#entries.push({ id, type, flags: blob.flags, offset: this.#size, storedLength: blob.stored.length, rawLength: blob.rawLength, crc: blob.crc });
     this.#parts.push(blob.stored);
     this.#size += blob.stored.length;
-    if (this.#size >= this.#targetSize) await this.#close(signal);
+    if (this.#size >= this.#targetSize) this.#startUpload(signal);
   }
 
   /** Uploads the open pack (if any) and waits for every upload. */
   async flush(signal?: AbortSignal): Promise<void> {
-    if (this.#entries.length > 0) await this.#close(signal);
+    while (this.#uploads.size >= this.#maxInFlight) await Promise.race(this.#uploads);
+    if (this.#entries.length > 0) this.#startUpload(signal);
     await Promise.allSettled([...this.#uploads]);
     this.#throwIfFailed();
   }
 
-  async #close(signal?: AbortSignal): Promise<void> {
-    while (this.#uploads.size >= this.#maxInFlight) await Promise.race(this.#uploads);
-    this.#throwIfFailed();
+  #startUpload(signal?: AbortSignal): void {
     const entries = this.#entries;
     const trailer = encodeTrailer(entries);
     const pack = Buffer.concat([packHeader(), ...this.#parts, trailer]);

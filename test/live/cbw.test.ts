@@ -207,3 +207,38 @@ test('location context: live, RAM and spill clusters', async () => {
     await dir.cleanup();
   }
 });
+
+test('a snapshot taken while writes are in flight falls between two requests of every writer', async () => {
+  const B = 4096;
+  const blocks = 64;
+  const base = new MemoryDevice(blocks * B);
+  const cbw = new CopyBeforeWriteDevice(jittery(base));
+  // One sequential writer per block, writing an increasing value over the whole block.
+  const ackedBeforeCall = new Array<number>(blocks).fill(0);
+  const issuedAfterReturn = new Array<number>(blocks).fill(Infinity);
+  let phase: 'before' | 'during' | 'after' = 'before';
+  let stop = false;
+  const writers = Array.from({ length: blocks }, async (_, block) => {
+    for (let value = 1; !stop; value++) {
+      if (phase === 'after' && issuedAfterReturn[block] === Infinity) issuedAfterReturn[block] = value;
+      await cbw.write(block * B, Buffer.alloc(B, value % 256));
+      if (phase === 'before') ackedBeforeCall[block] = value;
+      if (value > 200) break;
+    }
+  });
+  await sleep(15);
+  phase = 'during';
+  const s = await cbw.createSnapshot({ name: 's', clusterSize: 64 * 1024 });
+  phase = 'after';
+  await sleep(15);
+  stop = true;
+  await Promise.all(writers);
+  const image = await readAll(new SnapshotAccessDevice(s, base));
+  for (let block = 0; block < blocks; block++) {
+    const bytes = image.subarray(block * B, (block + 1) * B);
+    assert.ok(bytes.every((b) => b === bytes[0]), `block ${block} is not torn`);
+    const value = bytes[0]!;
+    assert.ok(value >= ackedBeforeCall[block]! % 256, `block ${block}: ${value} misses a write acknowledged before the snapshot (${ackedBeforeCall[block]})`);
+    if (issuedAfterReturn[block] !== Infinity) assert.ok(value < issuedAfterReturn[block]!, `block ${block}: ${value} shows a write issued after the snapshot`);
+  }
+});

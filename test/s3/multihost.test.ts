@@ -13,7 +13,7 @@ import { scratchDir } from '../helpers/tools.js';
 import { fleece, makeImage, sha256File } from '../repo/helpers.js';
 
 const REPO = 's3://shared-bucket/fleet';
-const ROUNDS = 5;
+const ROUNDS = 4;
 const BLOCK = 256 * 1024;
 let rgw: Rgw;
 let dir: { path: string; cleanup: () => Promise<void> };
@@ -74,8 +74,8 @@ test('two hosts back up to one bucket concurrently while a third runs gc: every 
   const gcHost = host('gc');
   assert.equal((await gcHost(['init', '--chunk-size', '16K', '--pack-size', '512K'])).code, 0);
   const images = { a: join(dir.path, 'a.img'), b: join(dir.path, 'b.img') };
-  await makeImage(images.a, 'random', 8 * 1024 * 1024);
-  await makeImage(images.b, 'random', 8 * 1024 * 1024);
+  await makeImage(images.a, 'random', 6 * 1024 * 1024);
+  await makeImage(images.b, 'random', 6 * 1024 * 1024);
 
   const done: Done[] = [];
   const deleted = new Set<string>();

@@ -161,7 +161,7 @@ test('a backup process killed mid-upload leaves the repository consistent; gc re
   const repo = 's3://crash-bucket/r';
   const env = { FLEECE_LEASE_TTL_MS: '2000' };
   const image = join(dir.path, 'crash.img');
-  await makeImage(image, 'random', 96 * 1024 * 1024);
+  await makeImage(image, 'random', 64 * 1024 * 1024);
   assert.equal((await fleece(repo, ['init', '--pack-size', '2M'], env)).code, 0);
   const backup = startBackup(repo, image, { ...env, FLEECE_S3_CONCURRENCY: '2' });
   await waitForPacks(repo, 2);
@@ -192,7 +192,7 @@ test('a backup process killed mid-upload leaves the repository consistent; gc re
 test('radosgw killed mid-backup: the backup fails cleanly, the repository stays consistent, and after a restart the next backup succeeds', async () => {
   const repo = 's3://outage-bucket/r';
   const image = join(dir.path, 'outage.img');
-  await makeImage(image, 'random', 96 * 1024 * 1024);
+  await makeImage(image, 'random', 64 * 1024 * 1024);
   const small = join(dir.path, 'outage-small.img');
   await makeImage(small, 'sparse', 8 * 1024 * 1024);
   assert.equal((await fleece(repo, ['init', '--pack-size', '2M'])).code, 0);

@@ -10,6 +10,13 @@ const NOWAIT_MAX = 1024 * 1024;
 /** After this many NOWAIT write misses in a row, stop trying for WRITE_RETRY_AFTER writes. */
 const WRITE_MISS_LIMIT = 16;
 const WRITE_RETRY_AFTER = 4096;
+// Cold cache: a NOWAIT miss costs a syscall on the event loop (which also starts the readahead)
+// before the pool read. While fewer than COLD_HIT_RATE of recent NOWAIT reads hit, only one read
+// in COLD_PROBE_MASK+1 tries NOWAIT; the rest go straight to the pool, whose threads then do the
+// kernel's I/O submission work on other cores. Probes that hit bring the NOWAIT path back.
+const COLD_HIT_RATE = 0.25;
+const COLD_PROBE_MASK = 7;
+const HIT_RATE_WEIGHT = 1 / 16;
 
 // Synchronous page-cache writes. ext4 (and most filesystems) refuse buffered RWF_NOWAIT writes
 // with EAGAIN, so without this every write would pay a thread-pool round trip. A plain pwrite is
@@ -47,6 +54,9 @@ export class RawFileIo {
   // fdatasync coalescing: one running, at most one queued that serves every later caller.
   #syncRunning: Promise<void> | undefined;
   #syncQueued: Promise<void> | undefined;
+  // Moving average of NOWAIT read hits, and a counter choosing the probes while cold.
+  #readHitRate = 1;
+  #readProbes = 0;
 
   constructor(fd: number, nativeFile: NativeFile) {
     this.#fd = fd;
@@ -56,8 +66,10 @@ export class RawFileIo {
   /** Fills target with the bytes at position; bytes past the end of the file read as zero. */
   read(position: number, target: Uint8Array): Promise<void> | undefined {
     let done = 0;
-    if (this.noWait && target.length <= NOWAIT_MAX) {
+    if (this.noWait && target.length <= NOWAIT_MAX && (this.#readHitRate >= COLD_HIT_RATE || (++this.#readProbes & COLD_PROBE_MASK) === 0)) {
       const n = this.#native.preadNoWait(this.#fd, target, 0, target.length, position);
+      const hit = n === target.length || n === 0;
+      this.#readHitRate += ((hit ? 1 : 0) - this.#readHitRate) * HIT_RATE_WEIGHT;
       if (n === target.length) return undefined;
       if (n === 0) {
         target.fill(0);

@@ -115,3 +115,21 @@ test('caches too small: the snapshot breaks, reads fail, guest writes never fail
     }
   });
 });
+
+test('read-once with a wait policy: a tiny cache suffices, guest writes wait, the pull is exact', async () => {
+  requireTools('fio', 'nbdcopy');
+  await withState(async (state) => {
+    const d = await startDaemon(state);
+    try {
+      const { truthSum, pulled, writer } = await pointInTime(d, state, ['--ram-cache', '1M', '--on-full', 'wait', '--read-once']);
+      assert.equal(writer.code, 0, writer.stderr);
+      assert.equal(pulled.code, 0, pulled.stderr);
+      assert.equal(pulled.sum, truthSum);
+      const snap = (await d.api<Stats>('/stats')).disks[0]!.snapshots[0]!;
+      assert.equal(snap.broken, undefined);
+      assert.ok(snap.cache.ramBytes <= 1024 * 1024);
+    } finally {
+      await d.stop();
+    }
+  });
+});

@@ -3,7 +3,7 @@
 // snapshots. The HTTP API (src/api/) is a thin layer over this class.
 
 import { mkdir, readdir, readFile, rm, writeFile, unlink } from 'node:fs/promises';
-import { BitmapError } from '../block/bitmap/bitmap-error.js';
+import { checkBitmapName } from '../block/bitmap/dirty-bitmap.js';
 import { RawFileDevice } from '../block/drivers/raw-file-device.js';
 import { UsageError } from '../core/errors.js';
 import { NbdServer, type ListenAddress } from '../nbd/index.js';
@@ -137,10 +137,7 @@ export class Daemon {
   async releaseSnapshot(diskName: string, snapshot: string, options: { keepBitmap?: string } = {}): Promise<{ keptBitmap?: string }> {
     const disk = this.disk(diskName);
     disk.snapshot(snapshot);
-    if (options.keepBitmap !== undefined) {
-      checkName('bitmap', options.keepBitmap);
-      if (disk.bitmaps.has(options.keepBitmap)) throw new BitmapError('EBITMAP_EXISTS', `bitmap '${options.keepBitmap}' already exists`);
-    }
+    if (options.keepBitmap !== undefined) checkBitmapName(options.keepBitmap);
     await this.#exports.remove(snapshotExportName(diskName, snapshot));
     const kept = await disk.releaseSnapshot(snapshot, options);
     return kept ? { keptBitmap: kept.name } : {};

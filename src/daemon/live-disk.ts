@@ -2,7 +2,6 @@
 // bitmaps (in use on disk while open, saved clean on close) and its live snapshots.
 
 import { mkdir, readdir, unlink } from 'node:fs/promises';
-import { BitmapError } from '../block/bitmap/bitmap-error.js';
 import { loadBitmap, markInUse, saveBitmap } from '../block/bitmap/bitmap-file.js';
 import { BitmapSet } from '../block/bitmap/bitmap-set.js';
 import { DirtyBitmap } from '../block/bitmap/dirty-bitmap.js';
@@ -147,17 +146,17 @@ export class LiveDisk {
     return live;
   }
 
-  /** Ends copy-before-write for the snapshot; with keepBitmap, what was written since becomes a bitmap. */
+  /** Ends copy-before-write; with keepBitmap, what was written since becomes (or replaces) that bitmap. */
   async releaseSnapshot(name: string, options: { keepBitmap?: string } = {}): Promise<DirtyBitmap | undefined> {
     const live = this.snapshot(name);
-    if (options.keepBitmap !== undefined && this.bitmaps.has(options.keepBitmap)) {
-      throw new BitmapError('EBITMAP_EXISTS', `bitmap '${options.keepBitmap}' already exists`);
-    }
     this.#snapshots.delete(name);
     await this.#cbw.releaseSnapshot(name);
     await live.access.close();
     this.bitmaps.untrack(live.since);
     if (options.keepBitmap === undefined) return undefined;
+    // An existing bitmap of that name is replaced: `--bitmap daily` then `--keep-bitmap daily`
+    // moves the checkpoint to the snapshot's point in time.
+    if (this.bitmaps.has(options.keepBitmap)) this.bitmaps.remove(options.keepBitmap);
     const kept = this.bitmaps.add(live.since.clone(options.keepBitmap, { enabled: true }));
     await saveBitmap(this.#state.bitmap(this.name, kept.name), kept, { inUse: true });
     return kept;

@@ -89,6 +89,11 @@ test('bitmaps show exactly the clusters written, to nbdinfo and qemu-img, and su
       assert.deepEqual(await nbdinfoDirty(d, 'vm', 'b64'), [[2 * M, 2 * M + 64 * K], [3 * M, 3 * M + 64 * K]]);
       await d.cli('snapshot', 'release', 'vm@s', '--keep-bitmap', 'since-s');
       assert.deepEqual(await nbdinfoDirty(d, 'vm', 'since-s'), [[3 * M, 3 * M + 64 * K]]);
+      // The incremental cycle: --keep-bitmap with the snapshot's own bitmap moves its checkpoint.
+      await d.cli('snapshot', 'create', 'vm', '--name', 'inc', '--bitmap', 'b64');
+      await runOk('qemu-io', ['-f', 'raw', '-c', 'write -P 6 4M 4k', d.uri('vm')]);
+      await d.cli('snapshot', 'release', 'vm@inc', '--keep-bitmap', 'b64');
+      assert.deepEqual(await nbdinfoDirty(d, 'vm', 'b64'), [[4 * M, 4 * M + 64 * K]]);
     } finally {
       await d.stop();
     }

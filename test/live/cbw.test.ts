@@ -242,3 +242,20 @@ test('a snapshot taken while writes are in flight falls between two requests of 
     if (issuedAfterReturn[block] !== Infinity) assert.ok(value < issuedAfterReturn[block]!, `block ${block}: ${value} shows a write issued after the snapshot`);
   }
 });
+
+test('snapshot block status: live ranges report the disk, copied ones are data even after a guest discard', async () => {
+  const base = new MemoryDevice(SIZE);
+  const cbw = new CopyBeforeWriteDevice(base);
+  await cbw.write(4 * C, Buffer.alloc(2 * C, 3));
+  const s = await cbw.createSnapshot({ name: 's' });
+  const snap = new SnapshotAccessDevice(s, base);
+  await cbw.discard(4 * C, 2 * C);
+  await cbw.write(8 * C, Buffer.alloc(10, 1));
+  const extents = [];
+  for (let at = 0; at < 10 * C; ) {
+    const [e] = await snap.blockStatus(at, 10 * C - at);
+    extents.push([e!.offset / C, e!.length / C, e!.hole]);
+    at += e!.length;
+  }
+  assert.deepEqual(extents, [[0, 4, true], [4, 2, false], [6, 2, true], [8, 1, false], [9, 1, true]]);
+});

@@ -122,7 +122,7 @@ export class SnapshotAccessDevice implements BlockDevice {
   async blockStatus(offset: number, length: number, options?: IoOptions): Promise<Extent[]> {
     this.#check('block-status', offset, length, options);
     const snap = this.snapshot;
-    const first = this.#runAt(offset, Math.min(offset + length, this.size));
+    const first = snap.liveRun(offset, Math.min(offset + length, this.size));
     if (first.live) {
       const ticket = snap.claimLive(offset, first.end);
       try {
@@ -157,15 +157,6 @@ export class SnapshotAccessDevice implements BlockDevice {
 
   async close(): Promise<void> {
     this.#closed = true;
-  }
-
-  /** The run of clusters from `offset` that are all live or all not live. */
-  #runAt(offset: number, end: number): { live: boolean; end: number } {
-    const cs = this.snapshot.clusterSize;
-    const live = this.snapshot.locate(Math.floor(offset / cs)) === 'live';
-    let at = (Math.floor(offset / cs) + 1) * cs;
-    while (at < end && (this.snapshot.locate(Math.floor(at / cs)) === 'live') === live) at += cs;
-    return { live, end: Math.min(at, end) };
   }
 
   #check(what: string, offset: number, length: number, options: IoOptions | undefined): void {

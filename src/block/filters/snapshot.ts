@@ -136,6 +136,14 @@ export class Snapshot {
     return this.#protect.isDirty(cluster * this.clusterSize, 1) ? 'live' : 'none';
   }
 
+  /** The run from `offset` (before `end`) whose clusters are all live, or all not live. */
+  liveRun(offset: number, end: number): { live: boolean; end: number } {
+    const first = this.#protect.extents(offset, end - offset).next();
+    if (first.done) return { live: false, end };
+    // Protection is per cluster, so a run ends on a cluster boundary (or at `end`).
+    return { live: first.value.dirty, end: first.value.offset + first.value.length };
+  }
+
   /** Reads part of a cached cluster; false if it left the cache meanwhile. */
   readCached(cluster: number, offsetInCluster: number, target: Uint8Array): Promise<boolean> {
     return this.#cache.read(cluster, offsetInCluster, target);

@@ -7,7 +7,8 @@ import { registerDaemon } from './daemon.js';
 import { registerDisk } from './disk.js';
 import { registerBitmap } from './bitmap.js';
 import { registerSnapshot } from './snapshot.js';
+import { registerRbdDiff } from './rbd-diff.js';
 
 export type RegisterCommand = (program: Command) => void;
 
-export const commands: RegisterCommand[] = [registerServe, registerRepoCommands, registerDaemon, registerDisk, registerBitmap, registerSnapshot];
+export const commands: RegisterCommand[] = [registerServe, registerRepoCommands, registerDaemon, registerDisk, registerBitmap, registerSnapshot, registerRbdDiff];

@@ -189,7 +189,7 @@ test('a backup process killed mid-upload leaves the repository consistent; gc re
   assert.deepEqual(after.warnings, []);
 });
 
-test('radosgw killed mid-backup: the backup fails cleanly, the repository stays consistent, and after a restart the next backup succeeds', async () => {
+test('radosgw killed mid-backup: the backup fails cleanly, the repository stays consistent, and after a restart the next backup succeeds', async (t) => {
   const repo = 's3://outage-bucket/r';
   const image = join(dir.path, 'outage.img');
   await makeImage(image, 'random', 64 * 1024 * 1024);
@@ -205,6 +205,7 @@ test('radosgw killed mid-backup: the backup fails cleanly, the repository stays 
   await waitForPacks(repo, 3);
   rgw.killGateway();
   const failed = await backup.done;
+  t.diagnostic(`failed backup said: ${failed.stderr.trim()}`);
   try {
     assert.equal(failed.code, 1, `exit status: ${failed.stderr}`);
     assert.match(failed.stderr, /s3 (put|get|list|delete|stat) of .*failed/);

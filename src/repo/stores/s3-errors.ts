@@ -45,7 +45,8 @@ export function s3Error(op: string, bucket: string, key: string, err: unknown, s
   const status = s3Status(err);
   // No status at all means the request never got an answer (refused, reset, timed out).
   const retryable = status === undefined || status >= 500 || status === 408 || status === 409 || status === 429 || RETRYABLE_NAMES.has(e.name ?? '') || Boolean(e.$retryable);
-  const what = [e.name, e.code, status !== undefined ? `http ${status}` : undefined].filter((s, i, all) => s && all.indexOf(s) === i).join(', ');
+  const name = e.name === 'Error' ? undefined : e.name;
+  const what = [name, e.code, status !== undefined ? `http ${status}` : undefined].filter((s, i, all) => s && all.indexOf(s) === i).join(', ');
   const detail = e.message && e.message !== e.name && e.message !== 'UnknownError' ? `: ${e.message}` : '';
   return new S3StoreError(`s3 ${op} of '${bucket}/${key}' failed (${what || 'no response'})${detail}`, { retryable, status, cause: err });
 }

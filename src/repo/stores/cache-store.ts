@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { crc32 } from 'node:zlib';
+import { throwIfAborted } from '../../core/errors.js';
 import { checkKey, type GetOptions, type PutOptions, type Store, type StoreEntry, type StoreSignal, type StoreStat } from '../store.js';
 
 /** Objects that never change once written: pack indexes (`index/packs/<id>`, content-addressed packs' trailers). */
@@ -91,6 +92,7 @@ export class CacheStore implements Store {
 
   async get(key: string, options: GetOptions = {}): Promise<Buffer> {
     if (!this.#cacheable(key)) return this.#inner.get(key, options);
+    throwIfAborted(options.signal);
     const cached = await this.#read(key);
     if (cached) {
       this.#hits++;

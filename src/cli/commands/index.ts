@@ -8,7 +8,8 @@ import { registerDisk } from './disk.js';
 import { registerBitmap } from './bitmap.js';
 import { registerSnapshot } from './snapshot.js';
 import { registerRbdDiff } from './rbd-diff.js';
+import { registerServeBackup } from './serve-backup.js';
 
 export type RegisterCommand = (program: Command) => void;
 
-export const commands: RegisterCommand[] = [registerServe, registerRepoCommands, registerDaemon, registerDisk, registerBitmap, registerSnapshot, registerRbdDiff];
+export const commands: RegisterCommand[] = [registerServe, registerRepoCommands, registerDaemon, registerDisk, registerBitmap, registerSnapshot, registerRbdDiff, registerServeBackup];

@@ -9,7 +9,8 @@ import { MemoryDevice } from '../../block/drivers/memory-device.js';
 import { RawFileDevice } from '../../block/drivers/raw-file-device.js';
 import { UsageError } from '../../core/errors.js';
 import { parseSize } from '../../core/size.js';
-import { NbdServer, type ListenAddress } from '../../nbd/index.js';
+import { NbdServer } from '../../nbd/index.js';
+import { addListenOptions, listenAndPrint, waitForSignal } from '../nbd-listen.js';
 
 interface ServeOptions {
   readonly create?: string;
@@ -22,19 +23,14 @@ interface ServeOptions {
   readonly verbose?: boolean;
 }
 
-export const DEFAULT_LISTEN = '127.0.0.1:10809';
-
 export function registerServe(program: Command): void {
-  program
-    .command('serve')
+  addListenOptions(program.command('serve'))
     .description('serve a raw disk image (or a RAM disk) over NBD until interrupted')
     .argument('[image]', 'raw image file to serve')
     .option('--create <size>', 'create the image as a sparse file of this size if it does not exist')
     .option('--memory <size>', 'serve a sparse RAM disk of this size instead of an image')
     .option('--export <name>', 'export name (default: the image file name without extension; clients asking for "" get it too)')
     .option('--description <text>', 'export description shown by nbdinfo --list')
-    .option('--listen <host:port>', `TCP address to listen on (default ${DEFAULT_LISTEN})`)
-    .option('--socket <path>', 'Unix socket to listen on instead of TCP')
     .option('--read-only', 'refuse writes')
     .option('--verbose', 'log connection errors on stderr')
     .action(async (image: string | undefined, options: ServeOptions) => serve(image, options));
@@ -46,10 +42,7 @@ async function serve(image: string | undefined, options: ServeOptions): Promise<
   const server = new NbdServer({ log: options.verbose ? (m) => process.stderr.write(`${m}\n`) : () => {} });
   try {
     server.addExport({ name, device, readOnly: options.readOnly ?? false, description: options.description ?? (image ? resolve(image) : 'RAM disk') });
-    const addresses: ListenAddress[] = [];
-    if (options.socket) addresses.push(await server.listen({ path: options.socket }));
-    if (options.listen || !options.socket) addresses.push(await server.listen(parseListen(options.listen ?? DEFAULT_LISTEN)));
-    for (const address of addresses) process.stdout.write(`${uriFor(address, name)}\n`);
+    await listenAndPrint(server, options, name);
     await waitForSignal();
   } finally {
     await server.close();
@@ -67,33 +60,4 @@ async function openDevice(image: string | undefined, options: ServeOptions): Pro
   if (!exists && options.create === undefined) throw new UsageError(`image '${image}' does not exist (add --create SIZE to create it)`);
   const create = !exists && options.create !== undefined ? parseSize(options.create, 'image size') : undefined;
   return RawFileDevice.open(image, { readOnly: options.readOnly ?? false, ...(create !== undefined ? { create } : {}) });
-}
-
-/** "HOST:PORT", "[V6]:PORT", ":PORT" or "PORT". */
-export function parseListen(text: string): { host: string; port: number } {
-  const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$|^(\d+)$/.exec(text);
-  const port = Number(match?.[3] ?? match?.[4]);
-  if (!match || !Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new UsageError(`invalid listen address '${text}': expected HOST:PORT, e.g. ${DEFAULT_LISTEN}`);
-  }
-  return { host: match[1] ?? (match[2] || '127.0.0.1'), port };
-}
-
-export function uriFor(address: ListenAddress, name: string): string {
-  const exportPath = encodeURIComponent(name);
-  if ('path' in address) return `nbd+unix:///${exportPath}?socket=${address.path}`;
-  const host = address.host?.includes(':') ? `[${address.host}]` : address.host;
-  return `nbd://${host}:${address.port}/${exportPath}`;
-}
-
-function waitForSignal(): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      process.off('SIGINT', done);
-      process.off('SIGTERM', done);
-      resolve();
-    };
-    process.on('SIGINT', done);
-    process.on('SIGTERM', done);
-  });
 }

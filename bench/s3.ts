@@ -79,7 +79,10 @@ async function plainGets(s3: S3Store): Promise<number> {
   const [, seconds] = await timed(async () => {
     let next = 0;
     await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
-      while (next < keys.length) bytes += (await s3.get(keys[next++]!)).length;
+      while (next < keys.length) {
+        const data = await s3.get(keys[next++]!);
+        bytes += data.length;
+      }
     }));
   });
   return bytes / MIB / seconds;

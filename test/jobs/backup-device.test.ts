@@ -4,7 +4,8 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { BackupDevice } from '../../src/block/drivers/backup-device.js';
 import { MemoryDevice } from '../../src/block/drivers/memory-device.js';
@@ -106,6 +107,45 @@ test('fleece serve-backup: nbdcopy gives the original back, nbdinfo --map shows 
     const info = await runOk('nbdinfo', [uri]);
     assert.match(info, /is_read_only: true/);
     assert.match(info, new RegExp(`backup ${id}`));
+  } finally {
+    await server?.stop();
+    await scratch.cleanup();
+  }
+});
+
+test('fleece serve-backup --overlay --fill: writable at once, the file ends up the restored disk plus the writes', async () => {
+  requireTools('qemu-io', 'nbdcopy', 'cmp');
+  const scratch = await scratchDir('fleece-live-');
+  const dir = scratch.path;
+  const bytes = image();
+  const repo = join(dir, 'repo');
+  const socket = join(dir, 'nbd.sock');
+  let server: ReturnType<typeof startChild> | undefined;
+  try {
+    await writeFile(join(dir, 'disk.raw'), bytes);
+    assert.equal((await fleece(['init', '--repo', repo, '--chunk-size', '64K'])).code, 0);
+    const backup = await fleece(['backup', '--repo', repo, '--disk', 'vm1', '--json', join(dir, 'disk.raw')]);
+    const id = (JSON.parse(backup.stdout) as { id: string }).id;
+    const overlay = join(dir, 'restored.raw');
+    server = startChild(process.execPath, ['dist/src/cli/main.js', 'serve-backup', '--repo', repo, '--socket', socket, '--overlay', overlay, '--fill', id]);
+    await waitForSocket(socket);
+    const uri = `nbd+unix:///vm1?socket=${socket}`;
+    // Partial-chunk writes over data and over a zero chunk, and a write across a chunk boundary.
+    await runOk('qemu-io', ['-f', 'raw', '-c', 'write -P 0xaa 100k 8k', '-c', 'write -P 0xbb 1500k 3k', '-c', 'write -P 0xcc 2044k 8k', uri]);
+    const expected = Buffer.from(bytes);
+    expected.fill(0xaa, 100 * K, 108 * K);
+    expected.fill(0xbb, 1500 * K, 1503 * K);
+    expected.fill(0xcc, 2044 * K, 2052 * K);
+    await runOk('nbdcopy', [uri, join(dir, 'view.raw')]);
+    assert.ok((await readFile(join(dir, 'view.raw'))).equals(expected), 'the export shows the backup plus the writes');
+    for (let i = 0; i < 200 && !server.stderr().includes('fill complete'); i++) await sleep(50);
+    assert.match(server.stderr(), /fill complete/);
+    await server.stop();
+    server = undefined;
+    assert.ok((await readFile(overlay)).equals(expected), 'the overlay file is the restored disk with the writes');
+    // The backup itself never changed.
+    assert.equal((await fleece(['restore', '--repo', repo, id, join(dir, 'again.raw')])).code, 0);
+    await runOk('cmp', [join(dir, 'again.raw'), join(dir, 'disk.raw')]);
   } finally {
     await server?.stop();
     await scratch.cleanup();

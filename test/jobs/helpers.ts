@@ -28,6 +28,8 @@ export async function waitForSocket(path: string, timeoutMs = 10_000): Promise<v
 
 export interface Child {
   readonly process: ChildProcess;
+  /** What the child wrote on stderr so far. */
+  stderr(): string;
   stop(): Promise<void>;
 }
 
@@ -40,6 +42,7 @@ export function startChild(cmd: string, args: string[]): Child {
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   return {
     process: child,
+    stderr: () => stderr,
     stop: async () => {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
       await exited;

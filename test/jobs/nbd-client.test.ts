@@ -124,3 +124,35 @@ test('NbdDevice: qemu dirty bitmap extents are exactly the clusters qemu-io wrot
     await scratch.cleanup();
   }
 });
+
+test('NbdDevice: over TCP; an abort answers at once and late data never lands in the buffer', async () => {
+  class SlowDevice extends MemoryDevice {
+    override async read(offset: number, target: Uint8Array, options?: { signal?: AbortSignal }): Promise<void> {
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      return super.read(offset, target, options);
+    }
+  }
+  const memory = new SlowDevice(1 << 20);
+  await memory.write(0, Buffer.alloc(4096, 0x5a));
+  const server = new NbdServer();
+  server.addExport({ name: 'slow', device: memory });
+  const address = await server.listen({ host: '127.0.0.1', port: 0 });
+  assert.ok('port' in address);
+  const device = await NbdDevice.open(`nbd://127.0.0.1:${address.port}/slow`);
+  try {
+    const target = Buffer.alloc(4096, 0xee);
+    const controller = new AbortController();
+    const started = Date.now();
+    const pending = device.read(0, target, { signal: controller.signal });
+    setTimeout(() => controller.abort(), 20);
+    await assert.rejects(pending, { code: 'EABORTED' });
+    assert.ok(Date.now() - started < 250, 'the abort did not wait for the server');
+    const again = Buffer.alloc(4096);
+    await device.read(0, again); // the connection is still in step after the late reply
+    assert.ok(again.equals(Buffer.alloc(4096, 0x5a)));
+    assert.ok(target.equals(Buffer.alloc(4096, 0xee)), 'late data was written into an aborted read');
+  } finally {
+    await device.close();
+    await server.close();
+  }
+});

@@ -28,8 +28,10 @@ interface Pending {
   readonly type: number;
   readonly offset: number;
   readonly length: number;
-  readonly target: Uint8Array | undefined;
+  // Dropped when the caller aborts: late data must not land in a buffer it got back.
+  target: Uint8Array | undefined;
   covered: number;
+  readonly unlisten: () => void;
   error: BlockError | undefined;
   readonly status: Map<number, Uint32Array>;
   readonly resolve: (status: StatusReply) => void;
@@ -131,8 +133,17 @@ export class NbdClient {
     if (this.#pending.size >= this.#maxInFlight) await new Promise<void>((resolve) => this.#slotWaiters.push(resolve));
     if (this.#failure) throw this.#failure;
     const cookie = this.#nextCookie++;
+    const { signal } = options;
     const reply = new Promise<StatusReply>((resolve, reject) => {
-      this.#pending.set(cookie, { type, offset, length, target: options.target, covered: 0, error: undefined, status: new Map(), resolve, reject });
+      // An abort answers the caller now; the entry stays until the server's reply (the slot is still used).
+      const onAbort = (): void => {
+        const p = this.#pending.get(cookie);
+        if (p) p.target = undefined;
+        reject(new AbortedError('operation aborted; the request was already sent', { cause: signal?.reason }));
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      const unlisten = (): void => signal?.removeEventListener('abort', onAbort);
+      this.#pending.set(cookie, { type, offset, length, target: options.target, covered: 0, error: undefined, status: new Map(), resolve, reject, unlisten });
     });
     reply.catch(() => {}); // rejections are seen by the caller's await below
     let flowing = this.#socket.write(requestHeader(flags, type, cookie, offset, length));
@@ -220,6 +231,7 @@ export class NbdClient {
 
   #finish(cookie: bigint, p: Pending): void {
     this.#pending.delete(cookie);
+    p.unlisten();
     this.#slotWaiters.shift()?.();
     if (p.error) return p.reject(p.error);
     if (p.type === CMD_READ && p.covered !== p.length) {
@@ -235,7 +247,10 @@ export class NbdClient {
 
   #fail(err: Error): void {
     this.#failure ??= err;
-    for (const p of this.#pending.values()) p.reject(this.#failure);
+    for (const p of this.#pending.values()) {
+      p.unlisten();
+      p.reject(this.#failure);
+    }
     this.#pending.clear();
     for (const wake of this.#slotWaiters.splice(0)) wake();
   }

@@ -117,6 +117,17 @@ test('import-diff into an NBD export (our server) writes exactly the diff', asyn
     assert.match(bad.stderr, /nbd export .* is 4194304 bytes but the diff is for 12345 bytes/);
     await device.read(0, got);
     assert.ok(got.equals(b), 'the refused diff wrote nothing');
+    // Streams: export to stdout piped into import from stdin, onto a copy of A.
+    await writeFile(join(dir, 'piped.raw'), a);
+    const piped = await runOk('sh', ['-c', `node dist/src/cli/main.js export-diff --repo "$1" --from "$2" "$3" - | node dist/src/cli/main.js import-diff - "$4"`, 'sh', repo, idA, idB, join(dir, 'piped.raw')]);
+    assert.match(piped, /applied .* -> /);
+    await runOk('cmp', [join(dir, 'piped.raw'), join(dir, 'b.raw')]);
+    // Backups of different disks are refused.
+    const other = await fleece(['backup', '--repo', repo, '--disk', 'vm2', '--json', join(dir, 'a.raw')]);
+    const idOther = (JSON.parse(other.stdout) as { id: string }).id;
+    const mixed = await fleece(['export-diff', '--repo', repo, '--from', idOther, idB, join(dir, 'mixed.diff')]);
+    assert.equal(mixed.code, 1);
+    assert.match(mixed.stderr, /are of different disks/);
     const wrong = await fleece(['import-diff', join(dir, 'ab.diff'), `nbd+unix:///nope?socket=${socket}`]);
     assert.equal(wrong.code, 1);
     assert.match(wrong.stderr, /server refused export 'nope'/);

@@ -13,6 +13,7 @@ import { DiffError } from '../../jobs/rbd-diff/format.js';
 import { exportDiff } from '../../jobs/rbd-diff/export-diff.js';
 import { importDiff } from '../../jobs/rbd-diff/import-diff.js';
 import { isNbdUri } from '../../nbd/client/nbd-uri.js';
+import { createProgress } from '../progress.js';
 import { addRepoOptions, openRepo, printJson, type RepoFlags } from '../repo-options.js';
 
 interface ExportFlags extends RepoFlags {
@@ -36,7 +37,17 @@ export function registerRbdDiff(program: Command): void {
         const to = repo.resolveBackup(id);
         const from = flags.from !== undefined ? repo.resolveBackup(flags.from) : undefined;
         const sink = handle ? async (bytes: Buffer): Promise<void> => void (await handle.write(bytes)) : stdoutSink;
-        const report = await exportDiff(repo, to, sink, { ...(from ? { from } : {}), signal: controller.signal });
+        const progress = createProgress('export-diff', to.size, { quiet: flags.json || !handle });
+        let report;
+        try {
+          report = await exportDiff(repo, to, sink, {
+            ...(from ? { from } : {}),
+            signal: controller.signal,
+            onProgress: (p) => progress.update(Math.min(to.size, p.slotsDone * to.chunkSize)),
+          });
+        } finally {
+          progress.stop();
+        }
         await handle?.sync();
         const summary = { from: from?.id ?? null, to: to.id, file, ...report };
         if (flags.json) printJson(summary);

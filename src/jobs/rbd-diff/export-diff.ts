@@ -28,6 +28,9 @@ export interface ExportDiffReport {
 /** Writes the diff through `sink`, which must finish each write before resolving (backpressure). */
 export async function exportDiff(repo: Repository, to: Manifest, sink: (bytes: Buffer) => Promise<void>, options: ExportDiffOptions = {}): Promise<ExportDiffReport> {
   const { from, signal } = options;
+  if (from && from.disk !== to.disk) {
+    throw new DiffError('EDIFFTARGET', `backups ${from.id} (disk '${from.disk}') and ${to.id} (disk '${to.disk}') are of different disks`);
+  }
   if (from && from.chunkSize !== to.chunkSize) {
     throw new DiffError('EDIFFTARGET', `backups ${from.id} and ${to.id} have different chunk sizes (${from.chunkSize} and ${to.chunkSize})`);
   }
@@ -58,6 +61,7 @@ export async function exportDiff(repo: Repository, to: Manifest, sink: (bytes: B
   try {
     for (let slot = 0; slot < toSlots.count; slot++) {
       throwIfAborted(signal);
+      options.onProgress?.({ slotsDone: slot, slotsTotal: toSlots.count });
       const id = await toSlots.id(slot, { signal });
       if (fromSlots && slot < fromSlots.count && fromSlots.slotLength(slot) === toSlots.slotLength(slot)) {
         if ((await fromSlots.id(slot, { signal })).equals(id)) continue; // unchanged
@@ -79,7 +83,6 @@ export async function exportDiff(repo: Repository, to: Manifest, sink: (bytes: B
       data.catch(() => {}); // observed when emitted
       ahead.push({ slot, data });
       if (ahead.length > concurrency) await emitHead();
-      options.onProgress?.({ slotsDone: slot + 1, slotsTotal: toSlots.count });
     }
     while (ahead.length > 0) await emitHead();
     await flushZeroes();

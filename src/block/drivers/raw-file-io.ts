@@ -26,16 +26,18 @@ const HIT_RATE_WEIGHT = 1 / 16;
 //  - modest size (SYNC_WRITE_MAX), so the copy into the page cache takes microseconds;
 //  - dirty throttling (balance_dirty_pages sleeping 10-200 ms per pause when dirty memory passes
 //    its limits on a slow disk), a journal commit or a page under writeback can still make a write
-//    sleep: every synchronous write is timed, and two writes slower than
-//    SYNC_WRITE_SLOW_MS within SLOW_WRITE_WINDOW_MS send all writes through the pool for a backoff
-//    period that doubles (up to BACKOFF_MAX_MS) while the disk stays slow. Two strikes, not one:
-//    on a busy machine a 4 KiB write is sometimes preempted for a few ms, which is no disk wait.
+//    sleep: every synchronous write is timed, and once writes slower than SYNC_WRITE_SLOW_MS add up
+//    to more than SLOW_WRITE_BUDGET_MS within one SLOW_WRITE_WINDOW_MS, all writes go through the
+//    pool for a backoff period that doubles (up to BACKOFF_MAX_MS) while the disk stays slow. A
+//    budget rather than a single strike: on a busy machine a write is now and then preempted for
+//    10-20 ms, which is no disk wait and must not send every write back to the pool.
 //    4 KiB pages are assumed; with larger pages a 4 KiB-aligned write may read-modify-write, which
 //    the timing guard then catches.
 const PAGE = 4096;
 const SYNC_WRITE_MAX = 256 * 1024;
 const SYNC_WRITE_SLOW_MS = 8;
 const SLOW_WRITE_WINDOW_MS = 1000;
+const SLOW_WRITE_BUDGET_MS = 50;
 const BACKOFF_MIN_MS = 1000;
 const BACKOFF_MAX_MS = 32_000;
 
@@ -47,7 +49,8 @@ export class RawFileIo {
   // performance.now() before which writes use the pool (after slow synchronous writes).
   #syncWritesPausedUntil = 0;
   #backoffMs = BACKOFF_MIN_MS;
-  #lastSlowWrite = -Infinity;
+  #slowWindowStart = -Infinity;
+  #slowMsInWindow = 0;
   // Writes to filesystems without buffered NOWAIT support (ext4) always miss: back off.
   #writeMisses = 0;
   #writeSkip = 0;
@@ -108,7 +111,7 @@ export class RawFileIo {
       const start = performance.now();
       done = writeSync(this.#fd, data, 0, data.length, position);
       const end = performance.now();
-      if (end - start > SYNC_WRITE_SLOW_MS) this.#slowWrite(end);
+      if (end - start > SYNC_WRITE_SLOW_MS) this.#slowWrite(end, end - start);
       if (done === data.length) return undefined;
     }
     return new Promise((resolve, reject) => {
@@ -123,15 +126,18 @@ export class RawFileIo {
     });
   }
 
-  #slowWrite(now: number): void {
-    const strike = now - this.#lastSlowWrite <= SLOW_WRITE_WINDOW_MS;
-    this.#lastSlowWrite = now;
-    if (!strike) return; // first strike
+  #slowWrite(now: number, ms: number): void {
+    if (now - this.#slowWindowStart > SLOW_WRITE_WINDOW_MS) {
+      this.#slowWindowStart = now;
+      this.#slowMsInWindow = 0;
+    }
+    this.#slowMsInWindow += ms;
+    if (this.#slowMsInWindow <= SLOW_WRITE_BUDGET_MS) return;
     // Slow again soon after the last backoff ended: the disk is still slow, back off longer.
     const recent = now - this.#syncWritesPausedUntil < 4 * this.#backoffMs;
     this.#backoffMs = recent ? Math.min(2 * this.#backoffMs, BACKOFF_MAX_MS) : BACKOFF_MIN_MS;
     this.#syncWritesPausedUntil = now + this.#backoffMs;
-    this.#lastSlowWrite = -Infinity;
+    this.#slowWindowStart = -Infinity;
   }
 
   #canWriteNow(position: number, length: number): boolean {

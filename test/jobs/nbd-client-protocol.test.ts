@@ -151,3 +151,16 @@ test('NBD URIs: tcp with default port, IPv6, unix sockets, and clear errors', ()
   assert.throws(() => parseNbdUri('nbd+unix:///vm'), /has no \?socket=PATH/);
   assert.throws(() => parseNbdUri('nbds://h/x'), /unsupported nbd uri scheme 'nbds:'/);
 });
+
+test('NbdDevice: a server that never finishes the handshake times out clearly', async () => {
+  const scratch = await scratchDir('fleece-silent-');
+  const socket = join(scratch.path, 'silent.sock');
+  const server = createServer(() => {}); // accepts, says nothing
+  await new Promise<void>((resolve) => server.listen(socket, resolve));
+  try {
+    await assert.rejects(NbdDevice.open(`nbd+unix:///?socket=${socket}`, { handshakeTimeoutMs: 200 }), /did not finish the handshake within 200 ms/);
+  } finally {
+    server.close();
+    await scratch.cleanup();
+  }
+});

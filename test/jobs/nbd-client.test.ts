@@ -9,7 +9,7 @@ import { MemoryDevice } from '../../src/block/drivers/memory-device.js';
 import { NbdServer } from '../../src/nbd/index.js';
 import { runBlockDeviceConformance } from '../block/conformance.js';
 import { requireTools, runOk, scratchDir } from '../helpers/tools.js';
-import { SizeWindow, startQemuNbd } from './helpers.js';
+import { SizeWindow, startChild, startQemuNbd, waitForSocket } from './helpers.js';
 
 async function ourServer(size: number, readOnly: boolean): Promise<{ uri: string; stop(): Promise<void> }> {
   const scratch = await scratchDir('fleece-nbdc-');
@@ -46,6 +46,21 @@ runBlockDeviceConformance('NbdDevice -> qemu-nbd', async (size, opts) => {
     device: new SizeWindow(device, size),
     cleanup: async () => {
       await qemu.stop();
+      await scratch.cleanup();
+    },
+  };
+});
+
+runBlockDeviceConformance('NbdDevice -> nbdkit memory', async (size, opts) => {
+  requireTools('nbdkit');
+  const scratch = await scratchDir('fleece-nbdkit-');
+  const socket = join(scratch.path, 'nbd.sock');
+  const nbdkit = startChild('nbdkit', ['-f', '-U', socket, ...(opts?.readOnly ? ['-r'] : []), 'memory', String(size)]);
+  await waitForSocket(socket);
+  return {
+    device: await NbdDevice.open(`nbd+unix:///?socket=${socket}`),
+    cleanup: async () => {
+      await nbdkit.stop();
       await scratch.cleanup();
     },
   };

@@ -18,6 +18,8 @@ export interface NbdClientOptions {
   readonly metaContexts?: readonly string[];
   /** Most requests in flight at once; later ones wait for a slot. */
   readonly maxInFlight?: number;
+  /** Give up if the server has not finished the handshake by then (default 30 s). */
+  readonly handshakeTimeoutMs?: number;
   readonly signal?: AbortSignal;
 }
 
@@ -77,6 +79,7 @@ export class NbdClient {
     const where = typeof target === 'string' ? parseNbdUri(target) : target;
     const socket = where.kind === 'unix' ? netConnect(where.path) : netConnect({ host: where.host, port: where.port, noDelay: true });
     const queue = new ByteQueue();
+    const handshakeTimeoutMs = options.handshakeTimeoutMs ?? 30_000;
     let failure: Error | undefined;
     let wake: (() => void) | undefined;
     const onData = (chunk: Buffer): void => {
@@ -92,7 +95,13 @@ export class NbdClient {
       failure ??= new AbortedError();
       socket.destroy();
     };
-    socket.on('data', onData).on('error', onEnd).on('close', () => onEnd());
+    const onClose = (): void => onEnd();
+    // A server that accepts but never finishes the handshake must not hang the caller.
+    const timer = setTimeout(() => {
+      failure ??= new BlockError('EIO', `nbd server did not finish the handshake within ${handshakeTimeoutMs} ms`);
+      socket.destroy();
+    }, handshakeTimeoutMs);
+    socket.on('data', onData).on('error', onEnd).on('close', onClose);
     options.signal?.addEventListener('abort', onAbort);
     try {
       if (options.signal?.aborted) onAbort();
@@ -113,13 +122,14 @@ export class NbdClient {
         where.exportName,
         options.metaContexts ?? ['base:allocation'],
       );
-      socket.off('data', onData).off('close', onEnd);
+      socket.off('data', onData).off('close', onClose);
       socket.on('error', () => {}); // 'close' follows; the instance reports it
       return new NbdClient(socket, queue, info, Math.max(1, options.maxInFlight ?? 64));
     } catch (err) {
       socket.destroy();
       throw err;
     } finally {
+      clearTimeout(timer);
       socket.off('error', onEnd);
       options.signal?.removeEventListener('abort', onAbort);
     }

@@ -5,12 +5,15 @@
 import { DEFAULT_CAPABILITIES, type BlockCapabilities, type BlockDevice, type Extent, type IoOptions, type WriteOptions } from '../block-device.js';
 import { throwIfAborted } from '../../core/errors.js';
 import { BlockError, checkRange } from '../errors.js';
+import { IoLimiter } from './io-limiter.js';
 import type { RangeTicket } from './range-tracker.js';
 import type { Snapshot } from './snapshot.js';
 
 export interface SnapshotAccessOptions {
   /** Every successful read drops the clusters it covered wholly. */
   readonly readOnce?: boolean;
+  /** Snapshot reads executing at once; the rest queue in order (default 8). */
+  readonly maxReadsInFlight?: number;
 }
 
 /** Flags of the `fleece:cache-location` metadata context. */
@@ -31,6 +34,7 @@ export class SnapshotAccessDevice implements BlockDevice {
   readonly snapshot: Snapshot;
   readonly #live: BlockDevice;
   readonly #readOnce: boolean;
+  readonly #limiter: IoLimiter;
   #closed = false;
 
   constructor(snapshot: Snapshot, live: BlockDevice, options: SnapshotAccessOptions = {}) {
@@ -38,6 +42,7 @@ export class SnapshotAccessDevice implements BlockDevice {
     this.#live = live;
     this.size = snapshot.size;
     this.#readOnce = options.readOnce ?? false;
+    this.#limiter = new IoLimiter(options.maxReadsInFlight ?? 8);
     this.capabilities = {
       ...DEFAULT_CAPABILITIES,
       readOnly: true,
@@ -52,6 +57,11 @@ export class SnapshotAccessDevice implements BlockDevice {
   }
 
   async read(offset: number, target: Uint8Array, options?: IoOptions): Promise<void> {
+    this.#check('read', offset, target.length, options);
+    await this.#limiter.run(() => this.#read(offset, target, options));
+  }
+
+  async #read(offset: number, target: Uint8Array, options?: IoOptions): Promise<void> {
     this.#check('read', offset, target.length, options);
     const snap = this.snapshot;
     const cs = snap.clusterSize;

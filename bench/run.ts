@@ -9,6 +9,7 @@ const benches: Record<string, () => Promise<Bench>> = {
   nbd: async () => (await import('./nbd.js')).runNbdBench,
   s3: async () => (await import('./s3.js')).runS3Bench,
   cbw: async () => (await import('./cbw.js')).runCbwBench,
+  repo: async () => (await import('./repo.js')).runRepoBench,
 };
 
 async function main(): Promise<void> {

@@ -1,0 +1,146 @@
+// Repository benchmark: fleece (plain and encrypted) against restic 0.14 and borg 1.2 on the same
+// sparse image in one run: full backup, backup after 1 % scattered writes, restore, and ten
+// clones with their own 1 % writes. Times, stored bytes (du) and peak RSS, ratios to restic.
+
+import { spawnSync } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseSize } from '../src/core/size.js';
+import { makeBenchImage, scatterWrites } from './repo-images.js';
+import { borgTool, fleeceTool, freshDir, resticTool, storedBytes, type Measured, type Tool } from './repo-tools.js';
+import { median, ratioCell, table, writeSection } from './lib/report.js';
+
+const MIB = 2 ** 20;
+const SIZE = Math.max(64 * MIB, Math.floor(parseSize(process.env.BENCH_SIZE ?? '4G', 'BENCH_SIZE') / (16 * MIB)) * 16 * MIB);
+const CLONES = Number(process.env.BENCH_CLONES ?? 10);
+const RSS_LIMIT = 512 * MIB;
+
+interface Row {
+  full?: Measured;
+  fullStored?: number;
+  second?: Measured;
+  secondAdded?: number;
+  restore?: Measured;
+  cloneSeconds: number[];
+  cloneRss: number[];
+  totalStored?: number;
+}
+
+/** Reads a file once so every tool starts from the page cache (holes cost nothing). */
+function warm(path: string): void {
+  spawnSync('cat', [path], { stdio: ['ignore', 'ignore', 'inherit'] });
+}
+
+function sameFile(a: string, b: string): boolean {
+  return spawnSync('cmp', ['--quiet', a, b]).status === 0;
+}
+
+const mib = (bytes: number): string => (bytes / MIB).toFixed(bytes < 10 * MIB ? 1 : 0);
+const sec = (s: number): string => s.toFixed(2);
+
+export async function runRepoBench(): Promise<void> {
+  const work = await mkdtemp(join(tmpdir(), 'fleece-bench-repo-'));
+  const loadBefore = loadavg();
+  try {
+    const image = join(work, 'vm.img');
+    const tools: Tool[] = [fleeceTool(work, false), fleeceTool(work, true), resticTool(work), borgTool(work)];
+    const rows = new Map<Tool, Row>(tools.map((t) => [t, { cloneSeconds: [], cloneRss: [] }]));
+    const log = (text: string): void => void process.stderr.write(`repo bench: ${text}\n`);
+    log(`image of ${mib(SIZE)} MiB in ${work}`);
+    await makeBenchImage(image, SIZE);
+
+    for (const tool of tools) {
+      tool.init();
+      warm(image);
+      const row = rows.get(tool)!;
+      row.full = tool.backup(image, 'vm');
+      row.fullStored = storedBytes(tool.repo);
+      log(`${tool.name}: full backup ${sec(row.full.seconds)} s, ${mib(row.fullStored)} MiB stored`);
+    }
+    const writes = await scatterWrites(image, SIZE, 0.01);
+    for (const tool of tools) {
+      warm(image);
+      const row = rows.get(tool)!;
+      row.second = tool.backup(image, 'vm');
+      row.secondAdded = storedBytes(tool.repo) - row.fullStored!;
+      log(`${tool.name}: second backup ${sec(row.second.seconds)} s, ${mib(row.secondAdded)} MiB added`);
+    }
+    for (const tool of tools) {
+      const dir = await freshDir(join(work, 'restore'));
+      const row = rows.get(tool)!;
+      row.restore = tool.restore('vm', dir);
+      if (tool.name.startsWith('fleece') && !sameFile(image, join(dir, 'out.img'))) throw new Error(`${tool.name} restored an image that differs from the source`);
+      log(`${tool.name}: restore ${sec(row.restore.seconds)} s`);
+      await rm(dir, { recursive: true, force: true });
+    }
+    const clone = join(work, 'clone.img');
+    for (let i = 0; i < CLONES; i++) {
+      spawnSync('cp', ['--sparse=always', image, clone]);
+      await scatterWrites(clone, SIZE, 0.01);
+      for (const tool of tools) {
+        warm(clone);
+        const run = tool.backup(clone, `clone${i}`);
+        rows.get(tool)!.cloneSeconds.push(run.seconds);
+        rows.get(tool)!.cloneRss.push(run.peakRss);
+      }
+      log(`clone ${i + 1}/${CLONES} backed up by every tool`);
+    }
+    for (const tool of tools) rows.get(tool)!.totalStored = storedBytes(tool.repo);
+
+    const loadAfter = loadavg();
+    await writeSection({ name: 'repo', title: 'Repository: fleece vs restic 0.14 and borg 1.2', body: report(tools, rows, writes, loadBefore, loadAfter) });
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+function report(tools: Tool[], rows: Map<Tool, Row>, writes: number, loadBefore: number[], loadAfter: number[]): string {
+  const [fleece, fleeceEnc, restic] = tools.map((t) => rows.get(t)!) as [Row, Row, Row];
+  const cells = (f: (r: Row) => string): string[] => tools.map((t) => f(rows.get(t)!));
+  const peak = (r: Row): number => Math.max(r.full!.peakRss, r.second!.peakRss, ...r.cloneRss);
+  const results = table(['', ...tools.map((t) => t.name)], [
+    ['(1) full backup, s', ...cells((r) => sec(r.full!.seconds))],
+    ['(1) full backup, MiB/s of image', ...cells((r) => (SIZE / MIB / r.full!.seconds).toFixed(0))],
+    ['(1) stored, MiB', ...cells((r) => mib(r.fullStored!))],
+    ['(2) backup after 1 % writes, s', ...cells((r) => sec(r.second!.seconds))],
+    ['(2) added, MiB', ...cells((r) => mib(r.secondAdded!))],
+    ['(3) restore, s', ...cells((r) => sec(r.restore!.seconds))],
+    [`(4) clone backup, median s`, ...cells((r) => sec(median(r.cloneSeconds)))],
+    [`(4) stored after ${CLONES} clones, MiB`, ...cells((r) => mib(r.totalStored!))],
+    ['peak RSS of a backup, MiB', ...cells((r) => mib(peak(r)))],
+    ['peak RSS of the restore, MiB', ...cells((r) => mib(r.restore!.peakRss))],
+  ]);
+  const ratioRows = (name: string, r: Row): (string | number)[][] => [
+    [`(1) backup speed ${name} / restic`, ratioCell(restic.full!.seconds / r.full!.seconds, { min: 3 })],
+    [`(1) stored ${name} / restic`, ratioCell(r.fullStored! / restic.fullStored!, { max: 1.1 })],
+    [`(2) added ${name} / restic`, ratioCell(r.secondAdded! / restic.secondAdded!, { max: 0.6 })],
+    [`(3) restore speed ${name} / restic`, ratioCell(restic.restore!.seconds / r.restore!.seconds, { min: 3 })],
+    [`(4) total stored ${name} / restic`, ratioCell(r.totalStored! / restic.totalStored!, { max: 0.6 })],
+    [`peak RSS ${name} (backup, restore)`, `${mib(peak(r))} / ${mib(r.restore!.peakRss)} MiB (target ≤ ${mib(RSS_LIMIT)} MiB: ${Math.max(peak(r), r.restore!.peakRss) <= RSS_LIMIT ? 'met' : '**missed**'})`],
+  ];
+  const ratios = table(['ratio', 'value'], [...ratioRows('fleece', fleece), ...ratioRows('fleece encrypted', fleeceEnc)]);
+  const load = (l: number[]): string => l.map((v) => v.toFixed(2)).join(' ');
+  return `${results}
+
+${ratios}
+
+Image: ${mib(SIZE)} MiB sparse raw file, the first quarter random bytes, the second quarter
+compressible text (random words from a small vocabulary, ~3× with zstd), the second half **holes**
+(never written, so SEEK_DATA/SEEK_HOLE report it; tools that read it get zeros). (2) rewrites
+${writes} random 4 KiB-aligned blocks (1 % of the image, holes included) with random bytes; no
+dirty map is given to any tool, so each reads the whole file. (3) restores the backup of (2) into
+an empty directory (fleece's output is compared with the source). (4) copies the image of (2)
+${CLONES} times, each copy with its own 1 % scattered writes, backed up into the same repository;
+the total is the repository after (1), (2) and all clones. Every backup starts with the image in
+the page cache (read once just before). Times are wall clock of the whole command, including
+process start. Stored bytes: \`du -sb\` of the repository directory, without fleece's derived
+catalog (\`.catalog.sqlite\`, a cache like restic's and borg's, which live outside the repository).
+Peak RSS: "Maximum resident set size" from \`/usr/bin/time -v\` (fleece's worker threads share its
+process). One run per tool and step, tools in the order of the table.
+
+Commands:
+${tools.map((t) => `- ${t.name}: ${t.commands}`).join('\n')}
+
+Load average (1, 5, 15 min): ${load(loadBefore)} before, ${load(loadAfter)} after, on 2 shared cores.`;
+}

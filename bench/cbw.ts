@@ -56,23 +56,28 @@ export async function runCbwBench(): Promise<void> {
     const fio = (): FioResult =>
       runFio(['--name=bench', '--ioengine=nbd', `--uri=${uri('vm')}`, `--size=${SIZE_MIB}M`, '--rw=randwrite', '--bs=4k', '--iodepth=16', '--time_based', `--runtime=${SECONDS}`, '--numjobs=1'], 'write');
     const samples = new Map<string, FioResult[]>(cases.map((c) => [c.key, []]));
+    // Each case starts with no dirty pages left by the previous one (e.g. a deleted spill file's).
+    const measure = (): FioResult => {
+      syncAll();
+      return fio();
+    };
     const record = (key: string, r: FioResult) => {
       samples.get(key)!.push(r);
       process.stderr.write(`cbw ${key}: ${(r.iops / 1000).toFixed(1)}k IOPS, p99 ${r.p99LatencyUs.toFixed(0)} µs\n`);
     };
     for (let run = 0; run < RUNS; run++) {
-      syncAll();
-      record('a', fio());
+      record('a', measure());
       await cli(state, 'bitmap', 'add', 'vm', 'bench');
-      record('b', fio());
+      record('b', measure());
       for (const [key, args] of [['c', ['--ram-cache', '1G']], ['d', ['--ram-cache', '32M', '--spill-dir', spill, '--spill-max', '2G']]] as const) {
+        syncAll();
         await cli(state, 'snapshot', 'create', 'vm', '--name', key, ...args);
         const copy = reader(uri(`vm@${key}`));
-        record(key, fio());
+        record(key, measure());
         await copy.done;
         await cli(state, 'snapshot', 'release', `vm@${key}`);
       }
-      record('e', fio());
+      record('e', measure());
       await cli(state, 'bitmap', 'rm', 'vm', 'bench');
     }
     const iops = (key: string) => median(samples.get(key)!.map((r) => r.iops));

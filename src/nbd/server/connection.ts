@@ -62,14 +62,15 @@ export class NbdConnection implements ConnectionIo {
     return this.#socket.writableLength > this.#options.writeBufferLimit;
   }
 
-  send(buf: Buffer): void {
+  send(buf: Buffer, onWritten?: () => void): void {
     if (this.#closed) return;
     if (!this.#corked) {
       this.#corked = true;
       this.#socket.cork();
       setImmediate(this.#uncork);
     }
-    this.#socket.write(buf);
+    if (onWritten) this.#socket.write(buf, onWritten);
+    else this.#socket.write(buf);
   }
 
   readonly #uncork = (): void => {

@@ -15,8 +15,8 @@ export interface TransmissionSession {
 }
 
 export interface ConnectionIo {
-  /** Queues bytes for the peer (batched; backpressure is the connection's business). */
-  send(buf: Buffer): void;
+  /** Queues bytes for the peer (batched); `onWritten` runs once the socket is done with `buf`. */
+  send(buf: Buffer, onWritten?: () => void): void;
   /** True while the socket's write buffer is over its limit: stop taking new requests. */
   readonly writeBlocked: boolean;
   /** Cancels device I/O when the connection goes away. */

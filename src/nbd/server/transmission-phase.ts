@@ -30,7 +30,7 @@ import { nbdErrnoFor } from '../protocol/errno.js';
 import { blockStatusChunk, errorChunk, noneChunk, simpleReply } from '../protocol/replies.js';
 import { RequestParser, type NbdRequest } from '../protocol/request-parser.js';
 import { clampExtents } from './block-status.js';
-import { simpleRead, structuredRead } from './read-reply.js';
+import { releaseReplyBuffer, simpleRead, structuredRead } from './read-reply.js';
 import type { ConnectionIo, TransmissionSession } from './session.js';
 
 export interface TransmissionLimits {
@@ -125,7 +125,9 @@ export class TransmissionPhase {
   async #run(request: NbdRequest): Promise<void> {
     try {
       const reply = await this.#execute(request);
-      this.#io.send(reply);
+      // Large read replies come from a pool: back to it once the socket has written them.
+      if (request.type === CMD_READ) this.#io.send(reply, () => releaseReplyBuffer(reply));
+      else this.#io.send(reply);
     } catch (err) {
       const refusal = err instanceof Refusal ? err : new Refusal(nbdErrnoFor(err), describe(err));
       this.#io.send(this.#errorReply(request, refusal));

@@ -12,7 +12,6 @@ import { CacheStore } from './cache-store.js';
 import { LimitStore } from './limit-store.js';
 import { LocalStore } from './local-store.js';
 import { RetryStore } from './retry-store.js';
-import { S3Store } from './s3-store.js';
 
 export interface S3Location {
   readonly bucket: string;
@@ -73,6 +72,8 @@ export async function openStore(location: string, options: OpenStoreOptions = {}
     if (options.create) await mkdir(location, { recursive: true });
     return new LocalStore(location);
   }
+  // The AWS SDK is large: load it only for s3:// locations, so local commands start fast.
+  const { S3Store } = await import('./s3-store.js');
   const raw = new S3Store({ bucket: s3.bucket, prefix: s3.prefix });
   // Retry outside the limit: a request backing off does not hold one of the slots.
   const store = new RetryStore(new LimitStore(raw, envInt('FLEECE_S3_CONCURRENCY', 16)), { attempts: envInt('FLEECE_S3_ATTEMPTS', 6) });

@@ -79,10 +79,13 @@ const WHERE_THE_TIME_GOES =
   '~4% GC; module loading at startup is the rest. Random writes used to spend 42% of their busy time handing every write ' +
   'to the libuv pool (ext4 refuses buffered RWF_NOWAIT writes with EAGAIN; 49 µs of server CPU per write): page-aligned ' +
   'writes up to 256 KiB now go straight to the page cache on the event loop, timed, backing off to the pool while ' +
-  'writes are slow (dirty throttling), which took it to ~23 µs/write and about 3× the IOPS. Cold reads spend ~31% ' +
+  'writes are slow (dirty throttling), which took it to ~17-24 µs/write (qemu-nbd io_uring: 33-46) and 1.1-2.1× io_uring\'s IOPS in ' +
+  'back-to-back pairs, though full-benchmark write runs still swing widely on this shared machine. Cold reads spend ~31% ' +
   'of their busy time handing misses to the pool and ~12% on NOWAIT probes that miss; while the hit rate is low only ' +
   'one read in 8 probes, and `fleece serve` runs with 16 libuv threads (UV_THREADPOOL_SIZE) so up to 16 misses are ' +
-  'in flight, like qemu-nbd\'s thread pool.';
+  'in flight, like qemu-nbd\'s thread pool. 1 MiB sequential reads spent two thirds of their busy time in the page-cache ' +
+  'copy, about half of it page faults on the freshly allocated reply buffer: large replies now reuse pooled buffers once ' +
+  'the socket has written them (server CPU per 1 MiB read ~1.7 ms -> ~0.6 ms; qemu-nbd io_uring ~1.2 ms).';
 
 export async function runNbdBench(): Promise<void> {
   const loadBefore = loadavg()[0]!;

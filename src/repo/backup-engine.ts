@@ -37,7 +37,7 @@ export interface BackupOptions {
   readonly onProgress?: (progress: BackupProgress) => void;
 }
 
-const BATCH_BYTES = 1024 * 1024;
+const BATCH_BYTES = 4 * 1024 * 1024;
 
 export async function runBackup(repo: Repository, source: BackupSource, options: BackupOptions): Promise<Manifest> {
   const { signal } = options;
@@ -99,7 +99,16 @@ export async function runBackup(repo: Repository, source: BackupSource, options:
         ids = new Array<undefined>(count).fill(undefined);
       } else {
         const buf = Buffer.allocUnsafe(length);
-        await source.read(offset, buf, { signal });
+        // Read only the runs of slots block status did not report as zero; zero-fill the rest.
+        for (let i = 0; i < count; ) {
+          let j = i;
+          while (j < count && zeroByStatus[j] === zeroByStatus[i]) j++;
+          const runStart = i * chunkSize;
+          const runEnd = Math.min(length, j * chunkSize);
+          if (zeroByStatus[i]) buf.fill(0, runStart, runEnd);
+          else await source.read(offset + runStart, buf.subarray(runStart, runEnd), { signal });
+          i = j;
+        }
         const hashed = await pool.hash(buf, chunkSize);
         ids = hashed.ids;
         const fresh: number[] = [];

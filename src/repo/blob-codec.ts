@@ -5,7 +5,7 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 import { blake3, Blake3Hasher } from '@napi-rs/blake-hash';
-import { compress, decompress } from 'zstd-napi';
+import { Compressor, Decompressor } from 'zstd-napi';
 import { RepoError } from './errors.js';
 import type { MasterKey } from './keys.js';
 
@@ -34,13 +34,21 @@ export interface BlobRef {
   readonly crc: number;
 }
 
+/** Chunks at least this long are probed with a sample before zstd gets the whole of them. */
+const PROBE_MIN = 32 * 1024;
+const PROBE_PIECES = 4;
+const PROBE_PIECE = 2048;
+
 export class BlobCodec {
   readonly #key: MasterKey | null;
-  readonly #level: number;
+  // One zstd context each, reused: creating one per blob costs as much as compressing 64 KiB.
+  readonly #compressor = new Compressor();
+  readonly #decompressor = new Decompressor();
+  readonly #probe = Buffer.alloc(PROBE_PIECES * PROBE_PIECE);
 
   constructor(key: MasterKey | null, level: number) {
     this.#key = key;
-    this.#level = level;
+    this.#compressor.setParameters({ compressionLevel: level });
   }
 
   get encrypted(): boolean {
@@ -56,8 +64,8 @@ export class BlobCodec {
   seal(type: number, id: Buffer, plain: Uint8Array): SealedBlob {
     let body: Buffer = Buffer.from(plain.buffer, plain.byteOffset, plain.byteLength);
     let flags = 0;
-    const packed = compress(plain, { compressionLevel: this.#level });
-    if (packed.length < plain.byteLength) {
+    const packed = this.#worthCompressing(plain) ? this.#compressor.compress(plain) : undefined;
+    if (packed && packed.length < plain.byteLength) {
       body = packed;
       flags |= FLAG_ZSTD;
     }
@@ -71,10 +79,33 @@ export class BlobCodec {
     return { stored: body, flags, rawLength: plain.byteLength, crc: crc32(body) };
   }
 
-  /** Recovers and checks the plaintext; ECORRUPT names which check failed. */
+  /** False when four 2 KiB samples spread over a large blob do not compress (random data). */
+  #worthCompressing(plain: Uint8Array): boolean {
+    if (plain.byteLength < PROBE_MIN) return true;
+    const step = Math.floor(plain.byteLength / PROBE_PIECES);
+    for (let i = 0; i < PROBE_PIECES; i++) this.#probe.set(plain.subarray(i * step, i * step + PROBE_PIECE), i * PROBE_PIECE);
+    return this.#compressor.compress(this.#probe).length < this.#probe.length * 0.97;
+  }
+
+  /** Recovers and checks the plaintext; ECORRUPT names which check failed (crc32 first). */
   open(ref: BlobRef, stored: Buffer, where: string): Buffer {
     const what = `${typeName(ref.type)} ${ref.id.toString('hex').slice(0, 16)} in ${where}`;
-    if (crc32(stored) !== ref.crc) throw new RepoError('ECORRUPT', `${what}: crc32 mismatch (stored bytes damaged)`);
+    const crcFailure = (): RepoError | undefined => (crc32(stored) !== ref.crc ? new RepoError('ECORRUPT', `${what}: crc32 mismatch (stored bytes damaged)`) : undefined);
+    // The content hash (and the GCM tag) catch any damage, so CRC32 runs up front only where
+    // nothing stronger guards the next step (zstd on unauthenticated bytes), and otherwise only
+    // once a check failed, to report damaged stored bytes as such.
+    if (ref.flags & FLAG_ZSTD && !(ref.flags & FLAG_SEALED)) {
+      const failure = crcFailure();
+      if (failure) throw failure;
+    }
+    try {
+      return this.#open(ref, stored, what);
+    } catch (err) {
+      throw crcFailure() ?? err;
+    }
+  }
+
+  #open(ref: BlobRef, stored: Buffer, what: string): Buffer {
     let body = stored;
     if (ref.flags & FLAG_SEALED) {
       if (!this.#key) throw new RepoError('ECORRUPT', `${what}: sealed blob in an unencrypted repository`);
@@ -90,7 +121,7 @@ export class BlobCodec {
     }
     if (ref.flags & FLAG_ZSTD) {
       try {
-        body = decompress(body);
+        body = this.#decompressor.decompress(body);
       } catch (err) {
         throw new RepoError('ECORRUPT', `${what}: zstd decompression failed`, { cause: err });
       }

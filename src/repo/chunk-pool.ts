@@ -1,13 +1,13 @@
 // A pool of chunk workers (one per core): the backup engine hands it batches of slots to hash,
 // then asks the same worker to seal the slots the repository lacks. A batch stays pinned to the
-// worker that holds its bytes between the two steps.
+// worker that holds its bytes between the two steps. Restore hands it spans of packs to open.
 
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { ID_LENGTH, type SealedBlob } from './blob-codec.js';
 import { RepoError } from './errors.js';
 import type { MasterKey } from './keys.js';
-import type { WorkerReply, WorkerRequest } from './chunk-worker.js';
+import type { SpanBlob, WorkerReply, WorkerRequest } from './chunk-worker.js';
 
 export interface HashedBatch {
   readonly handle: { readonly worker: number; readonly batch: number };
@@ -60,12 +60,17 @@ export class ChunkPool {
     });
   }
 
-  /** Hashes the slots of `data` (ownership moves to the pool); the last slot may be short. */
-  async hash(data: Buffer, chunkSize: number): Promise<HashedBatch> {
+  #leastBusy(): number {
     let worker = 0;
     for (let i = 1; i < this.#workers.length; i++) if (this.#pending[i]!.size < this.#pending[worker]!.size) worker = i;
+    return worker;
+  }
+
+  /** Hashes the slots of `data` (ownership moves to the pool); the last slot may be short. */
+  async hash(data: Buffer, chunkSize: number): Promise<HashedBatch> {
+    const worker = this.#leastBusy();
     const batch = this.#nextBatch++;
-    const buf = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? data.buffer : data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength);
+    const buf = transferable(data);
     const reply = await this.#send(worker, { op: 'hash', batch, buf: buf as ArrayBuffer, chunkSize }, [buf as ArrayBuffer]);
     if (reply.op !== 'hashed') throw new RepoError('EINVALID', `unexpected chunk worker reply '${reply.op}'`);
     const ids = Buffer.from(reply.ids);
@@ -83,7 +88,28 @@ export class ChunkPool {
     return new Map(reply.blobs.map((b) => [b.slot, { stored: data.subarray(b.start, b.start + b.length), flags: b.flags, rawLength: b.rawLength, crc: b.crc }]));
   }
 
+  /**
+   * Opens (checks, decrypts, decompresses) the blobs of a span of stored bytes (ownership moves
+   * to the pool). Entry i is blob i's plaintext, or an Error naming the failed check.
+   */
+  async open(data: Buffer, blobs: readonly SpanBlob[]): Promise<(Buffer | Error)[]> {
+    const worker = this.#leastBusy();
+    const buf = transferable(data);
+    const reply = await this.#send(worker, { op: 'open', batch: this.#nextBatch++, buf, blobs }, [buf]);
+    if (reply.op !== 'opened') throw new RepoError('EINVALID', `unexpected chunk worker reply '${reply.op}'`);
+    return blobs.map((_, i) => {
+      const plain = reply.plains[i];
+      return plain ? Buffer.from(plain.buffer, plain.byteOffset, plain.byteLength) : new RepoError('ECORRUPT', reply.errors[i] ?? 'blob could not be opened');
+    });
+  }
+
   async close(): Promise<void> {
     await Promise.all(this.#workers.map((w) => w.terminate()));
   }
+}
+
+/** The bytes of a Buffer as an ArrayBuffer of their own (copied only when shared with others). */
+function transferable(data: Buffer): ArrayBuffer {
+  if (data.byteOffset === 0 && data.byteLength === data.buffer.byteLength) return data.buffer as ArrayBuffer;
+  return data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength) as ArrayBuffer;
 }

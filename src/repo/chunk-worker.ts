@@ -1,6 +1,7 @@
 // Worker thread of the chunk pool: hashes a batch of slots (and spots all-zero ones), keeps the
 // batch until the main thread says which slots the repository lacks, then compresses and seals
-// only those. Two steps so a mostly-unchanged disk costs hashing, not compression.
+// only those. Two steps so a mostly-unchanged disk costs hashing, not compression. For restore,
+// it opens (checks, decrypts, decompresses) the blobs of a span of a pack.
 
 import { parentPort, workerData } from 'node:worker_threads';
 import { BlobCodec, BlobType, ID_LENGTH, isAllZero } from './blob-codec.js';
@@ -8,7 +9,19 @@ import type { MasterKey } from './keys.js';
 
 export type WorkerRequest =
   | { readonly op: 'hash'; readonly batch: number; readonly buf: ArrayBuffer; readonly chunkSize: number }
-  | { readonly op: 'seal'; readonly batch: number; readonly slots: readonly number[] };
+  | { readonly op: 'seal'; readonly batch: number; readonly slots: readonly number[] }
+  | { readonly op: 'open'; readonly batch: number; readonly buf: ArrayBuffer; readonly blobs: readonly SpanBlob[] };
+
+/** A stored blob inside a span buffer; `at` is its offset in the buffer. */
+export interface SpanBlob {
+  readonly at: number;
+  readonly id: Uint8Array;
+  readonly type: number;
+  readonly flags: number;
+  readonly storedLength: number;
+  readonly rawLength: number;
+  readonly crc: number;
+}
 
 export interface SealedInfo {
   readonly slot: number;
@@ -22,6 +35,8 @@ export interface SealedInfo {
 export type WorkerReply =
   | { readonly op: 'hashed'; readonly batch: number; readonly ids: ArrayBuffer; readonly zero: Uint8Array }
   | { readonly op: 'sealed'; readonly batch: number; readonly data: ArrayBuffer; readonly blobs: readonly SealedInfo[] }
+  /** `plains[i]` is blob i's plaintext, or undefined with `errors[i]` when it failed its checks. */
+  | { readonly op: 'opened'; readonly batch: number; readonly plains: (Uint8Array | undefined)[]; readonly errors: (string | undefined)[]; readonly transfer?: ArrayBuffer[] }
   | { readonly op: 'error'; readonly batch: number; readonly message: string };
 
 interface WorkerInit {
@@ -38,7 +53,36 @@ function slotBytes(buf: Buffer, chunkSize: number, slot: number): Buffer {
   return buf.subarray(slot * chunkSize, Math.min(buf.length, (slot + 1) * chunkSize));
 }
 
+function openSpan(msg: Extract<WorkerRequest, { op: 'open' }>): WorkerReply {
+  const buf = Buffer.from(msg.buf);
+  const plains: (Uint8Array | undefined)[] = [];
+  const errors: (string | undefined)[] = [];
+  const transfer = new Set<ArrayBuffer>([msg.buf]);
+  msg.blobs.forEach((b, i) => {
+    try {
+      const stored = buf.subarray(b.at, b.at + b.storedLength);
+      if (stored.length !== b.storedLength) throw new Error('short read');
+      let plain: Uint8Array = codec.open({ ...b, id: Buffer.from(b.id.buffer, b.id.byteOffset, b.id.byteLength) }, stored, 'span');
+      // Hand back views without copying: the span itself, or buffers of their own; anything
+      // else (a slice of Node's shared pool, which must not be transferred) is copied out.
+      if (plain.buffer !== msg.buf && plain.buffer.byteLength !== plain.byteLength) plain = new Uint8Array(plain);
+      transfer.add(plain.buffer as ArrayBuffer);
+      plains[i] = plain;
+    } catch (err) {
+      errors[i] = err instanceof Error ? err.message : String(err);
+    }
+  });
+  return { op: 'opened', batch: msg.batch, plains, errors, transfer: [...transfer] };
+}
+
+/** The bytes of a Buffer as an ArrayBuffer that can be transferred (copied only if shared). */
+function ownBuffer(data: Buffer): ArrayBuffer {
+  if (data.byteOffset === 0 && data.byteLength === data.buffer.byteLength && data.byteLength >= 4096) return data.buffer as ArrayBuffer;
+  return data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength) as ArrayBuffer;
+}
+
 function handle(msg: WorkerRequest): WorkerReply {
+  if (msg.op === 'open') return openSpan(msg);
   if (msg.op === 'hash') {
     const buf = Buffer.from(msg.buf);
     const count = Math.ceil(buf.length / msg.chunkSize);
@@ -50,7 +94,7 @@ function handle(msg: WorkerRequest): WorkerReply {
       else codec.idOf(bytes).copy(ids, i * ID_LENGTH);
     }
     held.set(msg.batch, { buf, chunkSize: msg.chunkSize });
-    return { op: 'hashed', batch: msg.batch, ids: ids.buffer.slice(ids.byteOffset, ids.byteOffset + ids.length), zero };
+    return { op: 'hashed', batch: msg.batch, ids: ownBuffer(ids), zero };
   }
   const entry = held.get(msg.batch);
   held.delete(msg.batch);
@@ -66,7 +110,7 @@ function handle(msg: WorkerRequest): WorkerReply {
     start += sealed.stored.length;
   }
   const data = Buffer.concat(parts, start);
-  return { op: 'sealed', batch: msg.batch, data: data.buffer.slice(data.byteOffset, data.byteOffset + data.length), blobs };
+  return { op: 'sealed', batch: msg.batch, data: ownBuffer(data), blobs };
 }
 
 parentPort!.on('message', (msg: WorkerRequest) => {
@@ -76,6 +120,12 @@ parentPort!.on('message', (msg: WorkerRequest) => {
   } catch (err) {
     reply = { op: 'error', batch: msg.batch, message: err instanceof Error ? err.message : String(err) };
   }
-  const transfer = reply.op === 'hashed' ? [reply.ids] : reply.op === 'sealed' ? [reply.data] : [];
+  let transfer: ArrayBuffer[] = [];
+  if (reply.op === 'hashed') transfer = [reply.ids];
+  else if (reply.op === 'sealed') transfer = [reply.data];
+  else if (reply.op === 'opened') {
+    transfer = reply.transfer ?? [];
+    reply = { ...reply, transfer: undefined };
+  }
   parentPort!.postMessage(reply, transfer);
 });

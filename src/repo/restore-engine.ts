@@ -1,10 +1,13 @@
 // Restore: rebuilds a backup's image into a file. Zero slots are left as holes (the file is
 // truncated to size first); data slots are fetched in coalesced range reads, several at once,
-// each blob checked (crc, gcm tag, hash) before it is written.
+// each blob checked (crc, gcm tag, hash) in the chunk worker pool, then written with one writev
+// per run of consecutive slots. The main thread only plans and does I/O.
 
-import { open } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { ZERO_ID } from './blob-codec.js';
 import type { BlobLocation } from './catalog.js';
+import { ChunkPool } from './chunk-pool.js';
 import { RepoError } from './errors.js';
 import { pageSlot, SLOTS_PER_PAGE } from './index-format.js';
 import type { Manifest } from './manifest.js';
@@ -18,7 +21,12 @@ export interface RestoreProgress {
 }
 
 export interface RestoreOptions {
+  /** Spans fetched and opened at once (default 6). */
   readonly concurrency?: number;
+  /** Chunk worker threads (default: one per core). */
+  readonly workers?: number;
+  /** fsync the image at the end (default true). */
+  readonly sync?: boolean;
   readonly signal?: AbortSignal;
   readonly onProgress?: (progress: RestoreProgress) => void;
 }
@@ -31,13 +39,16 @@ interface Span {
 }
 
 const WINDOW_BYTES = 32 * 1024 * 1024;
-const MAX_SPAN = 8 * 1024 * 1024;
+const MAX_SPAN = 4 * 1024 * 1024;
+/** Buffers per writev call (Linux IOV_MAX is 1024). */
+const MAX_IOV = 1024;
 const MAX_GAP = 256 * 1024;
 
 export async function runRestore(repo: Repository, manifest: Manifest, target: string, options: RestoreOptions = {}): Promise<void> {
   const { signal } = options;
   const pageIds = await repo.pageIds(manifest, { signal });
   const file = await open(target, 'w');
+  const pool = new ChunkPool(repo.masterKey, repo.config.compression.level, options.workers ?? availableParallelism());
   let bytesDone = 0;
   try {
     await file.truncate(manifest.size);
@@ -49,29 +60,49 @@ export async function runRestore(repo: Repository, manifest: Manifest, target: s
       } catch {
         data = Buffer.alloc(0); // missing pack: each blob falls back to readBlob, which names the damage
       }
-      for (const { location, slots } of span.blobs) {
-        const at = location.offset - span.offset;
-        let plain: Buffer;
-        try {
-          const stored = data.subarray(at, at + location.storedLength);
-          if (stored.length !== location.storedLength) throw new RepoError('ECORRUPT', 'short read');
-          plain = repo.codec.open(location, stored, `pack ${location.pack.slice(0, 16)}`);
-        } catch {
-          plain = await repo.readBlob(location.id, location.type, { signal }); // other copies, or a precise error
-        }
+      const blobs = span.blobs.map(({ location: l }) => ({ at: l.offset - span.offset, id: l.id, type: l.type, flags: l.flags, storedLength: l.storedLength, rawLength: l.rawLength, crc: l.crc }));
+      const opened = data.length === span.length ? await pool.open(data, blobs) : blobs.map(() => new RepoError('ECORRUPT', 'short read'));
+      const writes: { slot: number; plain: Buffer }[] = [];
+      for (let i = 0; i < span.blobs.length; i++) {
+        const { location, slots } = span.blobs[i]!;
+        let plain = opened[i]!;
+        // A damaged copy: try the others, or get a precise error.
+        if (plain instanceof Error) plain = await repo.readBlob(location.id, location.type, { signal });
         for (const slot of slots) {
           const expected = Math.min(chunkSize, manifest.size - slot * chunkSize);
           if (plain.length !== expected) throw new RepoError('ECORRUPT', `chunk for slot ${slot} is ${plain.length} bytes, expected ${expected}`);
-          await file.write(plain, 0, plain.length, slot * chunkSize);
-          bytesDone += plain.length;
+          writes.push({ slot, plain });
         }
       }
+      writes.sort((a, b) => a.slot - b.slot);
+      for (let i = 0; i < writes.length; ) {
+        let j = i + 1;
+        while (j < writes.length && j - i < MAX_IOV && writes[j]!.slot === writes[j - 1]!.slot + 1) j++;
+        await writeAll(file, writes.slice(i, j).map((w) => w.plain), writes[i]!.slot * chunkSize);
+        i = j;
+      }
+      bytesDone += writes.reduce((sum, w) => sum + w.plain.length, 0);
       options.onProgress?.({ bytesDone, bytesTotal: manifest.size });
     };
-    await runBounded(spans(repo, manifest, pageIds, signal), fetchSpan, options.concurrency ?? 4, signal);
-    await file.sync();
+    await runBounded(spans(repo, manifest, pageIds, signal), fetchSpan, options.concurrency ?? 6, signal);
+    if (options.sync ?? true) await file.sync();
   } finally {
+    await pool.close();
     await file.close();
+  }
+}
+
+/** writev that finishes short writes. */
+async function writeAll(file: FileHandle, buffers: Buffer[], position: number): Promise<void> {
+  let total = buffers.reduce((sum, b) => sum + b.length, 0);
+  let { bytesWritten } = await file.writev(buffers, position);
+  while (bytesWritten < total) {
+    if (bytesWritten === 0) throw new RepoError('EINVALID', `writing the restored image at offset ${position} made no progress`);
+    const rest = Buffer.concat(buffers).subarray(bytesWritten);
+    position += bytesWritten;
+    total = rest.length;
+    buffers = [rest];
+    ({ bytesWritten } = await file.writev(buffers, position));
   }
 }
 

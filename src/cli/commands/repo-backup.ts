@@ -1,8 +1,11 @@
-// `fleece backup SOURCE --disk NAME`: backs up a raw image file into the repository.
+// `fleece backup SOURCE --disk NAME`: backs up a raw image file into the repository. The file is
+// opened as a read-only RawFileDevice, so its holes (SEEK_DATA/SEEK_HOLE) are skipped unread.
 
 import type { Command } from 'commander';
 import { formatSize } from '../../core/size.js';
-import { FileSource } from '../../repo/backup-source.js';
+import { RawFileDevice } from '../../block/drivers/raw-file-device.js';
+import { UsageError } from '../../core/errors.js';
+import { FileSource, type BackupSource } from '../../repo/backup-source.js';
 import { runBackup } from '../../repo/backup-engine.js';
 import { createProgress } from '../progress.js';
 import { addRepoOptions, openRepo, printJson, type RepoFlags } from '../repo-options.js';
@@ -22,7 +25,7 @@ export function registerBackup(program: Command): void {
     .option('--json', 'print the new backup as json')
     .action(async (sourcePath: string, flags: BackupFlags) => {
       const repo = await openRepo(flags, { sync: false });
-      const source = await FileSource.open(sourcePath);
+      const source = await openSource(sourcePath);
       const controller = new AbortController();
       const onSignal = (): void => controller.abort();
       process.once('SIGINT', onSignal);
@@ -52,4 +55,14 @@ export function registerBackup(program: Command): void {
         repo.close();
       }
     });
+}
+
+/** A regular file as a RawFileDevice (holes known); anything else (a block device) read plainly. */
+async function openSource(path: string): Promise<BackupSource & { close(): Promise<void> }> {
+  try {
+    return await RawFileDevice.open(path, { readOnly: true });
+  } catch (err) {
+    if (err instanceof UsageError) return FileSource.open(path);
+    throw err;
+  }
 }

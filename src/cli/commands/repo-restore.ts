@@ -11,8 +11,9 @@ export function registerRestore(program: Command): void {
     .description('restore a backup into a sparse image file')
     .argument('<id>', 'backup id or unique prefix')
     .argument('<target>', 'image file to write (created or truncated)')
+    .option('--no-sync', 'skip the final fsync of the image (faster; the data may still be in the page cache)')
     .option('--json', 'print json')
-    .action(async (id: string, target: string, flags: RepoFlags) => {
+    .action(async (id: string, target: string, flags: RepoFlags & { readonly sync: boolean }) => {
       const repo = await openRepo(flags);
       const controller = new AbortController();
       const onSignal = (): void => controller.abort();
@@ -22,7 +23,7 @@ export function registerRestore(program: Command): void {
         const progress = createProgress('restore', manifest.size, { quiet: flags.json });
         const started = Date.now();
         try {
-          await runRestore(repo, manifest, target, { signal: controller.signal, onProgress: (p) => progress.update(p.bytesDone) });
+          await runRestore(repo, manifest, target, { sync: flags.sync, signal: controller.signal, onProgress: (p) => progress.update(p.bytesDone) });
         } finally {
           progress.stop();
         }

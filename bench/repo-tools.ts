@@ -50,7 +50,7 @@ export function fleeceTool(work: string, encrypted: boolean): Tool {
   const fleece = (args: string[], cwd?: string): Measured => measure(process.execPath, [CLI, ...args], { env, cwd });
   return {
     name: encrypted ? 'fleece (encrypted)' : 'fleece',
-    commands: `\`fleece init${encrypted ? ' --encrypt' : ''}\` (64 KiB chunks, zstd 1${encrypted ? ', AES-256-GCM' : ''}); \`fleece backup IMG --disk vm --json\`; \`fleece restore ID OUT\``,
+    commands: `\`fleece init${encrypted ? ' --encrypt' : ''}\` (64 KiB chunks, zstd 1${encrypted ? ', AES-256-GCM' : ''}); \`fleece backup IMG --disk vm --json\`; \`fleece restore ID OUT --no-sync\` (restic and borg do not fsync restored files either; without the flag fleece fsyncs the image at the end)`,
     repo,
     init: () => void fleece(['init', ...(encrypted ? ['--encrypt'] : [])]),
     backup: (image, label) => {
@@ -58,7 +58,7 @@ export function fleeceTool(work: string, encrypted: boolean): Tool {
       ids.set(label, (JSON.parse(run.stdout) as { id: string }).id);
       return run;
     },
-    restore: (label, dir) => fleece(['restore', ids.get(label)!, join(dir, 'out.img')]),
+    restore: (label, dir) => fleece(['restore', ids.get(label)!, join(dir, 'out.img'), '--no-sync']),
   };
 }
 

@@ -27,5 +27,8 @@ if ((${#missing[@]})); then
 fi
 
 export npm_config_nodedir=/usr npm_config_build_from_source=true
-if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
+# `npm install` (not `npm ci`): it installs the versions package-lock.json pins, but unlike `npm ci`
+# it does not insist that every other platform's optional prebuilt package (e.g. BLAKE3's
+# darwin/win32 builds) be resolvable from the registry this machine reaches.
+npm install --no-audit --no-fund
 npm run build

@@ -98,7 +98,7 @@ export async function runBackup(repo: Repository, source: BackupSource, options:
       if (zeroByStatus.every(Boolean)) {
         ids = new Array<undefined>(count).fill(undefined);
       } else {
-        const buf = Buffer.allocUnsafe(length);
+        const buf = pool.buffer(length);
         // Read only the runs of slots block status did not report as zero; zero-fill the rest.
         for (let i = 0; i < count; ) {
           let j = i;

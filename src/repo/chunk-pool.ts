@@ -25,6 +25,8 @@ export class ChunkPool {
   // Per worker: outstanding requests by batch number, and how many there are (for balancing).
   readonly #pending: Map<number, Pending>[] = [];
   #nextBatch = 0;
+  // Batch buffers the workers handed back, reused for the next reads (bounded).
+  readonly #spare: ArrayBuffer[] = [];
   #failure: unknown;
 
   constructor(key: MasterKey | null, level: number, size = availableParallelism()) {
@@ -66,6 +68,12 @@ export class ChunkPool {
     return worker;
   }
 
+  /** A buffer for a batch of `length` bytes: one a worker handed back, or a new one. */
+  buffer(length: number): Buffer {
+    const at = this.#spare.findIndex((b) => b.byteLength === length);
+    return at >= 0 ? Buffer.from(this.#spare.splice(at, 1)[0]!) : Buffer.allocUnsafe(length);
+  }
+
   /** Hashes the slots of `data` (ownership moves to the pool); the last slot may be short. */
   async hash(data: Buffer, chunkSize: number): Promise<HashedBatch> {
     const worker = this.#leastBusy();
@@ -84,6 +92,7 @@ export class ChunkPool {
   async seal(handle: HashedBatch['handle'], slots: readonly number[]): Promise<Map<number, SealedBlob>> {
     const reply = await this.#send(handle.worker, { op: 'seal', batch: handle.batch, slots }, []);
     if (reply.op !== 'sealed') throw new RepoError('EINVALID', `unexpected chunk worker reply '${reply.op}'`);
+    if (reply.input && this.#spare.length < 8) this.#spare.push(reply.input);
     const data = Buffer.from(reply.data);
     return new Map(reply.blobs.map((b) => [b.slot, { stored: data.subarray(b.start, b.start + b.length), flags: b.flags, rawLength: b.rawLength, crc: b.crc }]));
   }

@@ -34,7 +34,8 @@ export interface SealedInfo {
 
 export type WorkerReply =
   | { readonly op: 'hashed'; readonly batch: number; readonly ids: ArrayBuffer; readonly zero: Uint8Array }
-  | { readonly op: 'sealed'; readonly batch: number; readonly data: ArrayBuffer; readonly blobs: readonly SealedInfo[] }
+  /** `input` is the batch's buffer handed back for reuse (no fresh allocation per batch). */
+  | { readonly op: 'sealed'; readonly batch: number; readonly data: ArrayBuffer; readonly blobs: readonly SealedInfo[]; readonly input?: ArrayBuffer }
   /** `plains[i]` is blob i's plaintext, or undefined with `errors[i]` when it failed its checks. */
   | { readonly op: 'opened'; readonly batch: number; readonly plains: (Uint8Array | undefined)[]; readonly errors: (string | undefined)[]; readonly transfer?: ArrayBuffer[] }
   | { readonly op: 'error'; readonly batch: number; readonly message: string };
@@ -110,7 +111,8 @@ function handle(msg: WorkerRequest): WorkerReply {
     start += sealed.stored.length;
   }
   const data = Buffer.concat(parts, start);
-  return { op: 'sealed', batch: msg.batch, data: ownBuffer(data), blobs };
+  const whole = entry.buf.byteOffset === 0 && entry.buf.byteLength === entry.buf.buffer.byteLength;
+  return { op: 'sealed', batch: msg.batch, data: ownBuffer(data), blobs, input: whole ? (entry.buf.buffer as ArrayBuffer) : undefined };
 }
 
 parentPort!.on('message', (msg: WorkerRequest) => {
@@ -122,7 +124,7 @@ parentPort!.on('message', (msg: WorkerRequest) => {
   }
   let transfer: ArrayBuffer[] = [];
   if (reply.op === 'hashed') transfer = [reply.ids];
-  else if (reply.op === 'sealed') transfer = [reply.data];
+  else if (reply.op === 'sealed') transfer = reply.input ? [reply.data, reply.input] : [reply.data];
   else if (reply.op === 'opened') {
     transfer = reply.transfer ?? [];
     reply = { ...reply, transfer: undefined };

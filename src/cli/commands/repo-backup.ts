@@ -4,7 +4,7 @@
 import type { Command } from 'commander';
 import { formatSize } from '../../core/size.js';
 import { RawFileDevice } from '../../block/drivers/raw-file-device.js';
-import { UsageError } from '../../core/errors.js';
+import { FleeceError, UsageError } from '../../core/errors.js';
 import { FileSource, type BackupSource } from '../../repo/backup-source.js';
 import { runBackup } from '../../repo/backup-engine.js';
 import { createProgress } from '../progress.js';
@@ -57,12 +57,15 @@ export function registerBackup(program: Command): void {
     });
 }
 
-/** A regular file as a RawFileDevice (holes known); anything else (a block device) read plainly. */
+/**
+ * A regular file as a RawFileDevice (holes known, skipped unread); anything else (a block
+ * device), or any file when the native addon is missing, read plainly: slower, same backup.
+ */
 async function openSource(path: string): Promise<BackupSource & { close(): Promise<void> }> {
   try {
     return await RawFileDevice.open(path, { readOnly: true });
   } catch (err) {
-    if (err instanceof UsageError) return FileSource.open(path);
+    if (err instanceof UsageError || (err instanceof FleeceError && err.code === 'ENATIVE')) return FileSource.open(path);
     throw err;
   }
 }

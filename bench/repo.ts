@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { parseSize } from '../src/core/size.js';
 import { makeBenchImage, scatterWrites } from './repo-images.js';
 import { borgTool, fleeceTool, freshDir, resticTool, storedBytes, type Measured, type Tool } from './repo-tools.js';
+import { syncAll } from './lib/procs.js';
 import { median, ratioCell, table, writeSection } from './lib/report.js';
 
 const MIB = 2 ** 20;
@@ -27,9 +28,14 @@ interface Row {
   totalStored?: number;
 }
 
-/** Reads a file once so every tool starts from the page cache (holes cost nothing). */
-function warm(path: string): void {
-  spawnSync('cat', [path], { stdio: ['ignore', 'ignore', 'inherit'] });
+/**
+ * Before each measured command: flush every dirty page (the image just written, the previous
+ * tool's restore) so no tool pays for another's writeback, then read the image once so every
+ * tool starts from the page cache (holes cost nothing).
+ */
+function settle(path?: string): void {
+  syncAll();
+  if (path) spawnSync('cat', [path], { stdio: ['ignore', 'ignore', 'inherit'] });
 }
 
 function sameFile(a: string, b: string): boolean {
@@ -52,7 +58,7 @@ export async function runRepoBench(): Promise<void> {
 
     for (const tool of tools) {
       tool.init();
-      warm(image);
+      settle(image);
       const row = rows.get(tool)!;
       row.full = tool.backup(image, 'vm');
       row.fullStored = storedBytes(tool.repo);
@@ -60,7 +66,7 @@ export async function runRepoBench(): Promise<void> {
     }
     const writes = await scatterWrites(image, SIZE, 0.01);
     for (const tool of tools) {
-      warm(image);
+      settle(image);
       const row = rows.get(tool)!;
       row.second = tool.backup(image, 'vm');
       row.secondAdded = storedBytes(tool.repo) - row.fullStored!;
@@ -68,6 +74,7 @@ export async function runRepoBench(): Promise<void> {
     }
     for (const tool of tools) {
       const dir = await freshDir(join(work, 'restore'));
+      settle();
       const row = rows.get(tool)!;
       row.restore = tool.restore('vm', dir);
       if (tool.name.startsWith('fleece') && !sameFile(image, join(dir, 'out.img'))) throw new Error(`${tool.name} restored an image that differs from the source`);
@@ -79,7 +86,7 @@ export async function runRepoBench(): Promise<void> {
       spawnSync('cp', ['--sparse=always', image, clone]);
       await scatterWrites(clone, SIZE, 0.01);
       for (const tool of tools) {
-        warm(clone);
+        settle(clone);
         const run = tool.backup(clone, `clone${i}`);
         rows.get(tool)!.cloneSeconds.push(run.seconds);
         rows.get(tool)!.cloneRss.push(run.peakRss);
@@ -132,8 +139,10 @@ ${writes} random 4 KiB-aligned blocks (1 % of the image, holes included) with ra
 dirty map is given to any tool, so each reads the whole file. (3) restores the backup of (2) into
 an empty directory (fleece's output is compared with the source). (4) copies the image of (2)
 ${CLONES} times, each copy with its own 1 % scattered writes, backed up into the same repository;
-the total is the repository after (1), (2) and all clones. Every backup starts with the image in
-the page cache (read once just before). Times are wall clock of the whole command, including
+the total is the repository after (1), (2) and all clones. Before every measured command the
+bench runs \`sync\` (so no tool pays for the writeback of the image or of another tool's restore)
+and every backup starts with the image in the page cache (read once just before). Backups are
+durable in all three tools (each fsyncs what it stores); restores are not fsynced by any. Times are wall clock of the whole command, including
 process start. Stored bytes: \`du -sb\` of the repository directory, without fleece's derived
 catalog (\`.catalog.sqlite\`, a cache like restic's and borg's, which live outside the repository).
 Peak RSS: "Maximum resident set size" from \`/usr/bin/time -v\` (fleece's worker threads share its

@@ -112,12 +112,15 @@ export async function runBackup(repo: Repository, source: BackupSource, options:
         const hashed = await pool.hash(buf, chunkSize);
         ids = hashed.ids;
         const fresh: number[] = [];
+        // One catalog query for the batch; no await between the lookup and session.add.
+        const stored = repo.catalog.locateMany(ids.filter((id): id is Buffer => id !== undefined));
         for (let i = 0; i < count; i++) {
           const id = ids[i];
           if (!id) continue;
-          if (known(id)) reused++;
+          const hex = id.toString('hex');
+          if (session.has(hex) || stored.get(hex)?.some((l) => !condemned.has(l.pack))) reused++;
           else {
-            session.add(id.toString('hex'));
+            session.add(hex);
             fresh.push(i);
           }
         }

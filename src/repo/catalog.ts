@@ -26,6 +26,8 @@ export class Catalog {
   readonly #db: Database.Database;
   readonly #locate: Database.Statement<[Buffer], BlobRow>;
   readonly #insertBlob: Database.Statement;
+  // Prepared `id IN (…)` queries by number of ids (the full batch size recurs).
+  readonly #locateMany = new Map<number, Database.Statement>();
 
   constructor(path: string) {
     this.#db = new Database(path, { timeout: 30_000 });
@@ -43,6 +45,27 @@ export class Catalog {
   /** Every place a blob is stored (several when concurrent backups stored it twice). */
   locate(id: Buffer): BlobLocation[] {
     return this.#locate.all(id).map(toLocation);
+  }
+
+  /** Every location of each of the given ids that is stored anywhere, by hex id (one query per 500 ids). */
+  locateMany(ids: readonly Buffer[]): Map<string, BlobLocation[]> {
+    const found = new Map<string, BlobLocation[]>();
+    for (let at = 0; at < ids.length; at += 500) {
+      const part = ids.slice(at, at + 500);
+      let statement = this.#locateMany.get(part.length);
+      if (!statement) {
+        statement = this.#db.prepare(`SELECT * FROM blobs WHERE id IN (${part.map(() => '?').join(',')})`);
+        if (this.#locateMany.size < 8) this.#locateMany.set(part.length, statement);
+      }
+      const rows = statement.all(...part) as BlobRow[];
+      for (const row of rows) {
+        const hex = row.id.toString('hex');
+        const list = found.get(hex);
+        if (list) list.push(toLocation(row));
+        else found.set(hex, [toLocation(row)]);
+      }
+    }
+    return found;
   }
 
   addPack(pack: string, size: number, entries: readonly PackEntry[]): void {

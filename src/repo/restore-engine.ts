@@ -109,10 +109,17 @@ async function writeAll(file: FileHandle, buffers: Buffer[], position: number): 
 /** Range reads covering every data slot, a window of slots at a time (bounded memory). */
 async function* spans(repo: Repository, manifest: Manifest, pageIds: Buffer[], signal?: AbortSignal): AsyncGenerator<[Span]> {
   const windowSlots = Math.max(1, Math.floor(WINDOW_BYTES / manifest.chunkSize));
-  let window = new Map<string, { location: BlobLocation; slots: number[] }>();
+  let window = new Map<string, { id: Buffer; slots: number[] }>();
   let windowCount = 0;
   const flush = function* (): Generator<[Span]> {
-    const blobs = [...window.values()].sort((a, b) => (a.location.pack < b.location.pack ? -1 : a.location.pack > b.location.pack ? 1 : a.location.offset - b.location.offset));
+    // One catalog query per window rather than one per slot.
+    const found = repo.catalog.locateMany([...window.values()].map((w) => w.id));
+    const blobs = [...window].map(([hex, { slots }]) => {
+      const location = found.get(hex)?.[0];
+      if (!location) throw new RepoError('ENOTFOUND', `backup ${manifest.id}: chunk ${hex.slice(0, 16)} for slot ${slots[0]} is not in any pack`);
+      return { location, slots };
+    });
+    blobs.sort((a, b) => (a.location.pack < b.location.pack ? -1 : a.location.pack > b.location.pack ? 1 : a.location.offset - b.location.offset));
     let span: Span | undefined;
     for (const blob of blobs) {
       const { pack, offset, storedLength } = blob.location;
@@ -138,11 +145,7 @@ async function* spans(repo: Repository, manifest: Manifest, pageIds: Buffer[], s
       const hex = id.toString('hex');
       const entry = window.get(hex);
       if (entry) entry.slots.push(slot);
-      else {
-        const location = repo.catalog.locate(id)[0];
-        if (!location) throw new RepoError('ENOTFOUND', `backup ${manifest.id}: chunk ${hex.slice(0, 16)} for slot ${slot} is not in any pack`);
-        window.set(hex, { location, slots: [slot] });
-      }
+      else window.set(hex, { id, slots: [slot] });
       if (++windowCount >= windowSlots) yield* flush();
     }
   }

@@ -1,7 +1,7 @@
 // Compact: repacks packs whose live (referenced) bytes are below a threshold. Live blobs are
 // copied verbatim (checked, never re-encoded) into new packs, then the old packs are deleted.
-// It holds the gc lock, so no backup starts meanwhile; backups already running are waited for
-// and the references marked again before anything is deleted (see repository-format.md).
+// It holds the gc lock, so no backup starts meanwhile, and it waits for backups already running
+// before it marks, so nothing it deletes can be needed by one (see repository-format.md).
 
 import { RepoError } from './errors.js';
 import { isLive, Lease, readLeases } from './leases.js';
@@ -32,7 +32,7 @@ export interface CompactReport {
   readonly freedBytes: number;
   /** Packs kept because a live blob in them failed its checks and has no good copy elsewhere. */
   readonly damagedPacks: readonly { readonly pack: string; readonly error: string }[];
-  /** Backups that were running when compact started, waited for. */
+  /** Backups that were running when compact started, waited for before marking. */
   readonly waitedForBackups: number;
   readonly dryRun: boolean;
 }
@@ -56,24 +56,22 @@ export async function runCompact(repo: Repository, options: CompactOptions = {})
     // Backups that may have started before our lock and be deduplicating against old packs.
     const running = leases.filter((l) => l.kind === 'backup' && isLive(l, now) && l.startedAt <= lockedAt + SKEW_MS);
 
-    let refs = await mark(repo, signal);
+    if (running.length > 0 && !dryRun) {
+      // A running backup may reuse any blob, even one no manifest references yet: let those
+      // backups commit (or die) first. New ones wait for our lock, so afterwards none runs.
+      await waitForBackups(repo, new Set(running.map((l) => l.key)), options.waitMs ?? 30 * 60_000, signal);
+    }
+    const refs = await mark(repo, signal);
     const selected = selectPacks(repo, refs, threshold);
     const sizes = repo.catalog.packs();
     const repackedBytes = selected.reduce((sum, p) => sum + (sizes.get(p)?.size ?? 0), 0);
     if (dryRun || selected.length === 0) {
       const live = selected.reduce((sum, p) => sum + liveBlobs(repo, p, refs).reduce((s, b) => s + b.storedLength, 0), 0);
-      return { repackedPacks: selected, repackedBytes, copiedBlobs: 0, copiedBytes: dryRun ? live : 0, newPacks: 0, freedBytes: dryRun ? repackedBytes - live : 0, damagedPacks: [], waitedForBackups: 0, dryRun };
+      return { repackedPacks: selected, repackedBytes, copiedBlobs: 0, copiedBytes: dryRun ? live : 0, newPacks: 0, freedBytes: dryRun ? repackedBytes - live : 0, damagedPacks: [], waitedForBackups: dryRun ? 0 : running.length, dryRun };
     }
 
     const copier = new Copier(repo, new Set(selected), signal);
     await copier.copy(selected, refs);
-    if (running.length > 0) {
-      // Blobs of old packs that only a running backup references are not marked yet: wait for
-      // those backups to commit (or die), then mark again and copy what they added.
-      await waitForBackups(repo, new Set(running.map((l) => l.key)), options.waitMs ?? 30 * 60_000, signal);
-      refs = await mark(repo, signal);
-      await copier.copy(selected, refs);
-    }
     await copier.flush();
 
     const deleted: string[] = [];

@@ -94,3 +94,15 @@ export const DEFAULT_CAPABILITIES: BlockCapabilities = {
   preferredBlockSize: 4096,
   maxBlockSize: 32 * 1024 * 1024,
 };
+
+/** Capabilities of a read-only view (a backup, a snapshot): nothing that writes is offered. */
+export const READ_ONLY_CAPABILITIES: BlockCapabilities = {
+  ...DEFAULT_CAPABILITIES,
+  readOnly: true,
+  canFlush: false,
+  canFua: false,
+  canTrim: false,
+  canZero: false,
+  canFastZero: false,
+  canCache: false,
+};

@@ -6,7 +6,7 @@ import { BackupSlots } from '../../repo/backup-slots.js';
 import type { Manifest } from '../../repo/manifest.js';
 import type { Repository } from '../../repo/repository.js';
 import { AbortedError, describeError } from '../../core/errors.js';
-import { DEFAULT_CAPABILITIES, type BlockCapabilities, type BlockDevice, type Extent, type IoOptions } from '../block-device.js';
+import { READ_ONLY_CAPABILITIES, type BlockCapabilities, type BlockDevice, type Extent, type IoOptions } from '../block-device.js';
 import { BlockError, checkRange } from '../errors.js';
 
 export interface BackupDeviceOptions {
@@ -35,19 +35,7 @@ export class BackupDevice implements BlockDevice {
     this.size = slots.manifest.size;
     this.#chunkSize = slots.manifest.chunkSize;
     this.#cacheEntries = Math.max(2, Math.floor((options.cacheBytes ?? 64 * 1024 * 1024) / this.#chunkSize));
-    this.capabilities = {
-      ...DEFAULT_CAPABILITIES,
-      readOnly: true,
-      canFlush: false,
-      canFua: false,
-      canTrim: false,
-      canZero: false,
-      canFastZero: false,
-      canCache: false,
-      canMultiConn: true,
-      canBlockStatus: true,
-      preferredBlockSize: this.#chunkSize,
-    };
+    this.capabilities = { ...READ_ONLY_CAPABILITIES, preferredBlockSize: this.#chunkSize };
   }
 
   /** Opens a backup for reading (reads only its index root now). */

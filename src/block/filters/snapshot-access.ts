@@ -2,7 +2,7 @@
 // others from the live disk, claimed so that no guest write lands on them mid-read. Read-once
 // mode and drop() release clusters the reader is done with, freeing cache space.
 
-import { DEFAULT_CAPABILITIES, type BlockCapabilities, type BlockDevice, type Extent, type IoOptions, type WriteOptions } from '../block-device.js';
+import { READ_ONLY_CAPABILITIES, type BlockCapabilities, type BlockDevice, type Extent, type IoOptions, type WriteOptions } from '../block-device.js';
 import { throwIfAborted } from '../../core/errors.js';
 import { BlockError, checkRange } from '../errors.js';
 import { IoLimiter } from './io-limiter.js';
@@ -43,17 +43,7 @@ export class SnapshotAccessDevice implements BlockDevice {
     this.size = snapshot.size;
     this.#readOnce = options.readOnce ?? false;
     this.#limiter = new IoLimiter(options.maxReadsInFlight ?? 8);
-    this.capabilities = {
-      ...DEFAULT_CAPABILITIES,
-      readOnly: true,
-      canFlush: false,
-      canFua: false,
-      canTrim: false,
-      canZero: false,
-      canFastZero: false,
-      canMultiConn: true,
-      preferredBlockSize: Math.min(snapshot.clusterSize, 2 ** 20),
-    };
+    this.capabilities = { ...READ_ONLY_CAPABILITIES, preferredBlockSize: Math.min(snapshot.clusterSize, 2 ** 20) };
   }
 
   async read(offset: number, target: Uint8Array, options?: IoOptions): Promise<void> {

@@ -2,6 +2,7 @@
 // pack = header(16) | stored blobs | trailer; trailer = entries(52 each) | footer(16).
 // Little-endian throughout. The trailer lets the pack index be rebuilt from the pack alone.
 
+import { randomFillSync } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 import { RepoError } from './errors.js';
 import { ID_LENGTH } from './blob-codec.js';
@@ -25,10 +26,16 @@ export interface PackEntry {
   readonly crc: number;
 }
 
+/**
+ * A fresh pack header. Bytes 9..15 are random so that two packs with the same blobs never share
+ * an id: otherwise a backup could "re-create" a pack gc has condemned (put-if-absent keeps the
+ * old object) and a later gc would delete the pack under the new backup's feet.
+ */
 export function packHeader(): Buffer {
   const header = Buffer.alloc(PACK_HEADER_SIZE);
   PACK_MAGIC.copy(header, 0);
   header.writeUInt8(1, 8); // pack format version
+  randomFillSync(header, 9, PACK_HEADER_SIZE - 9);
   return header;
 }
 

@@ -1,4 +1,5 @@
-// Progress bars on a TTY (cli-progress), silence otherwise (scripts and --json get clean output).
+// Progress bars on a TTY (cli-progress); with `events`, JSON lines on stderr instead (one a
+// second, for scripts and --json runs); silence otherwise, so stdout stays clean either way.
 
 import cliProgress from 'cli-progress';
 import { formatSize } from '../core/size.js';
@@ -8,7 +9,8 @@ export interface Progress {
   stop(): void;
 }
 
-export function createProgress(label: string, total: number, options: { bytes?: boolean; quiet?: boolean } = {}): Progress {
+export function createProgress(label: string, total: number, options: { bytes?: boolean; quiet?: boolean; events?: boolean } = {}): Progress {
+  if (options.events) return jsonProgress(label, total);
   if (options.quiet || !process.stderr.isTTY) return { update: () => undefined, stop: () => undefined };
   const fmt = (n: number): string => (options.bytes === false ? String(n) : formatSize(n));
   const bar = new cliProgress.SingleBar(
@@ -31,6 +33,23 @@ export function createProgress(label: string, total: number, options: { bytes?: 
     },
     stop() {
       bar.stop();
+    },
+  };
+}
+
+/** `{"event":"progress","job":…,"done":…,"total":…}` lines on stderr, at most one a second. */
+function jsonProgress(job: string, total: number): Progress {
+  let last = 0;
+  let stopped = false;
+  return {
+    update(done, extra) {
+      const now = Date.now();
+      if (stopped || (now - last < 1000 && done < total)) return;
+      last = now;
+      process.stderr.write(`${JSON.stringify({ event: 'progress', job, done, total, ...(extra ? { detail: extra } : {}) })}\n`);
+    },
+    stop() {
+      stopped = true;
     },
   };
 }

@@ -1,71 +1,91 @@
-// `fleece backup SOURCE --disk NAME`: backs up a raw image file into the repository. The file is
-// opened as a read-only RawFileDevice, so its holes (SEEK_DATA/SEEK_HOLE) are skipped unread.
+// `fleece backup SOURCE --disk NAME`: backs up a daemon disk (`disk:NAME`, incremental through
+// its backup bitmap), an NBD export (`nbd://…`, incremental with `--bitmap`) or a raw image
+// file into the repository. Ctrl-C cancels cleanly: no manifest, change tracking untouched.
 
 import type { Command } from 'commander';
-import { formatSize } from '../../core/size.js';
-import { RawFileDevice } from '../../block/drivers/raw-file-device.js';
-import { FleeceError, UsageError } from '../../core/errors.js';
-import { FileSource, type BackupSource } from '../../repo/backup-source.js';
+import { UsageError } from '../../core/errors.js';
+import { formatSize, parseSize } from '../../core/size.js';
 import { runBackup } from '../../repo/backup-engine.js';
+import type { Manifest } from '../../repo/manifest.js';
+import { openJobSource } from '../../jobs/sources/open-job-source.js';
+import { rateLimited } from '../../jobs/sources/rate-limited-source.js';
 import { createProgress } from '../progress.js';
 import { addRepoOptions, openRepo, printJson, type RepoFlags } from '../repo-options.js';
 
 interface BackupFlags extends RepoFlags {
-  readonly disk: string;
+  readonly disk?: string;
   readonly tag: string[];
   readonly parent?: string;
+  readonly bitmap?: string;
+  readonly state?: string;
+  readonly rateLimit?: string;
 }
 
 export function registerBackup(program: Command): void {
   addRepoOptions(program.command('backup'))
-    .description('back up a raw image file')
-    .argument('<source>', 'raw image file')
-    .requiredOption('--disk <name>', 'disk name the backup belongs to')
+    .description('back up a daemon disk, an NBD export or a raw image file')
+    .argument('<source>', 'disk:NAME (a disk of the daemon), nbd://HOST[:PORT]/EXPORT, nbd+unix:///EXPORT?socket=PATH, or an image file')
+    .option('--disk <name>', 'disk name the backup is filed under (default: NAME of disk:NAME; required otherwise)')
+    .option('--parent <id>', 'backup the changes are relative to (default: the disk\'s latest backup)')
+    .option('--bitmap <name>', 'nbd:// sources: read only extents dirty in qemu:dirty-bitmap:NAME')
+    .option('--state <dir>', 'daemon state directory for disk:NAME (default: $FLEECE_STATE)')
+    .option('--rate-limit <bytes/s>', 'read the source at most this fast, e.g. 50M')
     .option('--tag <tag>', 'tag the backup (repeatable)', (v: string, all: string[]) => [...all, v], [])
-    .option('--json', 'print the new backup as json')
-    .action(async (sourcePath: string, flags: BackupFlags) => {
-      const repo = await openRepo(flags, { sync: false });
-      const source = await openSource(sourcePath);
+    .option('--json', 'print the new backup as json; progress as json lines on stderr')
+    .addHelpText('after', `
+Every backup is logically full: it restores alone and can be deleted alone. Only chunks the
+repository lacks are stored. disk:NAME backups read just the clusters written since the disk's
+previous backup (the first one is full); so do nbd:// backups given --bitmap.`)
+    .action(async (spec: string, flags: BackupFlags) => {
+      const disk = flags.disk ?? (spec.startsWith('disk:') ? spec.slice('disk:'.length) : undefined);
+      if (!disk) throw new UsageError(`--disk NAME is required for source '${spec}'`);
+      const rate = flags.rateLimit !== undefined ? parseSize(flags.rateLimit, '--rate-limit') : undefined;
+      const repo = await openRepo(flags);
       const controller = new AbortController();
       const onSignal = (): void => controller.abort();
       process.once('SIGINT', onSignal);
       process.once('SIGTERM', onSignal);
-      const progress = createProgress('backup', source.size, { quiet: flags.json });
+      let job;
       try {
+        job = await openJobSource(spec, { repo, disk, parent: flags.parent, bitmap: flags.bitmap, state: flags.state, signal: controller.signal });
+        for (const notice of job.notices) process.stderr.write(`fleece: ${notice}\n`);
+        const source = rate ? rateLimited(job.source, rate) : job.source;
+        const total = job.changed ? job.changed.reduce((sum, r) => sum + r.length, 0) : source.size;
+        const progress = createProgress('backup', total, { events: flags.json });
         const started = Date.now();
-        const manifest = await runBackup(repo, source, {
-          disk: flags.disk,
-          tags: flags.tag,
-          signal: controller.signal,
-          onProgress: (p) => progress.update(p.bytesDone, `new ${formatSize(p.newBytes)}`),
-        });
-        progress.stop();
-        const seconds = (Date.now() - started) / 1000;
-        if (flags.json) printJson({ ...manifest, durationMs: Date.now() - started });
-        else {
-          const c = manifest.counts;
-          process.stdout.write(`backup ${manifest.id} of disk ${manifest.disk}: ${formatSize(manifest.size)} in ${seconds.toFixed(1)} s, ` +
-            `${c.newChunks} new chunks (${formatSize(c.newBytes)} stored), ${c.reusedChunks} reused, ${c.zeroSlots} zero\n`);
+        let manifest: Manifest;
+        try {
+          manifest = await runBackup(repo, source, {
+            disk,
+            tags: flags.tag,
+            parent: job.parent,
+            changed: job.changed,
+            time: job.time,
+            checkpoint: job.checkpoint,
+            signal: controller.signal,
+            onProgress: (p) => progress.update(Math.min(p.bytesDone, total), `new ${formatSize(p.newBytes)}`),
+          });
+        } catch (err) {
+          await job.abort();
+          throw err;
+        } finally {
+          progress.stop();
         }
+        await job.commit(manifest);
+        report(manifest, Date.now() - started, flags.json === true);
       } finally {
-        progress.stop();
         process.off('SIGINT', onSignal);
         process.off('SIGTERM', onSignal);
-        await source.close();
+        await job?.close();
         repo.close();
       }
     });
 }
 
-/**
- * A regular file as a RawFileDevice (holes known, skipped unread); anything else (a block
- * device), or any file when the native addon is missing, read plainly: slower, same backup.
- */
-async function openSource(path: string): Promise<BackupSource & { close(): Promise<void> }> {
-  try {
-    return await RawFileDevice.open(path, { readOnly: true });
-  } catch (err) {
-    if (err instanceof UsageError || (err instanceof FleeceError && err.code === 'ENATIVE')) return FileSource.open(path);
-    throw err;
-  }
+function report(manifest: Manifest, ms: number, json: boolean): void {
+  if (json) return printJson({ ...manifest, durationMs: ms });
+  const c = manifest.counts;
+  const kind = manifest.parent ? `incremental on ${manifest.parent.slice(0, 12)}` : 'full';
+  process.stdout.write(`backup ${manifest.id} of disk ${manifest.disk} (${kind}): ${formatSize(manifest.size)} in ${(ms / 1000).toFixed(1)} s, ` +
+    `${c.newChunks} new chunks (${formatSize(c.newBytes)} stored), ${c.reusedChunks} reused, ${c.zeroSlots} zero\n`);
 }

@@ -1,0 +1,17 @@
+// Picks the job source from the SOURCE argument: `disk:NAME` (a daemon disk), `nbd://…` or
+// `nbd+unix://…` (any NBD export, optionally with a dirty bitmap), else a raw image file.
+
+import { UsageError } from '../../core/errors.js';
+import { openFileJobSource } from './file-job-source.js';
+import type { JobSource, OpenJobSourceOptions } from './job-source.js';
+
+export async function openJobSource(spec: string, options: OpenJobSourceOptions): Promise<JobSource> {
+  if (spec.startsWith('disk:')) {
+    throw new UsageError(`source '${spec}': daemon disks are not supported yet`);
+  }
+  if (/^nbds?(\+unix)?:\/\//.test(spec)) {
+    throw new UsageError(`source '${spec}': NBD sources are not supported yet`);
+  }
+  if (options.bitmap !== undefined) throw new UsageError('--bitmap applies to nbd:// sources only');
+  return openFileJobSource(spec);
+}

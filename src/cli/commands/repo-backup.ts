@@ -8,6 +8,7 @@ import { formatSize, parseSize } from '../../core/size.js';
 import { runBackup } from '../../repo/backup-engine.js';
 import type { Manifest } from '../../repo/manifest.js';
 import { openJobSource } from '../../jobs/sources/open-job-source.js';
+import { countingSource } from '../../jobs/sources/counting-source.js';
 import { rateLimited } from '../../jobs/sources/rate-limited-source.js';
 import { createProgress } from '../progress.js';
 import { addRepoOptions, openRepo, printJson, type RepoFlags } from '../repo-options.js';
@@ -49,7 +50,7 @@ previous backup (the first one is full); so do nbd:// backups given --bitmap.`)
       try {
         job = await openJobSource(spec, { repo, disk, parent: flags.parent, bitmap: flags.bitmap, state: flags.state, signal: controller.signal });
         for (const notice of job.notices) process.stderr.write(`fleece: ${notice}\n`);
-        const source = rate ? rateLimited(job.source, rate) : job.source;
+        const source = countingSource(rate ? rateLimited(job.source, rate) : job.source);
         const total = job.changed ? job.changed.reduce((sum, r) => sum + r.length, 0) : source.size;
         const progress = createProgress('backup', total, { events: flags.json });
         const started = Date.now();
@@ -72,7 +73,7 @@ previous backup (the first one is full); so do nbd:// backups given --bitmap.`)
           progress.stop();
         }
         await job.commit(manifest);
-        report(manifest, Date.now() - started, flags.json === true);
+        report(manifest, source.bytesRead, Date.now() - started, flags.json === true);
       } finally {
         process.off('SIGINT', onSignal);
         process.off('SIGTERM', onSignal);
@@ -82,10 +83,10 @@ previous backup (the first one is full); so do nbd:// backups given --bitmap.`)
     });
 }
 
-function report(manifest: Manifest, ms: number, json: boolean): void {
-  if (json) return printJson({ ...manifest, durationMs: ms });
+function report(manifest: Manifest, bytesRead: number, ms: number, json: boolean): void {
+  if (json) return printJson({ ...manifest, durationMs: ms, bytesRead });
   const c = manifest.counts;
   const kind = manifest.parent ? `incremental on ${manifest.parent.slice(0, 12)}` : 'full';
   process.stdout.write(`backup ${manifest.id} of disk ${manifest.disk} (${kind}): ${formatSize(manifest.size)} in ${(ms / 1000).toFixed(1)} s, ` +
-    `${c.newChunks} new chunks (${formatSize(c.newBytes)} stored), ${c.reusedChunks} reused, ${c.zeroSlots} zero\n`);
+    `read ${formatSize(bytesRead)}, ${c.newChunks} new chunks (${formatSize(c.newBytes)} stored), ${c.reusedChunks} reused, ${c.zeroSlots} zero\n`);
 }

@@ -10,6 +10,7 @@ const benches: Record<string, () => Promise<Bench>> = {
   s3: async () => (await import('./s3.js')).runS3Bench,
   cbw: async () => (await import('./cbw.js')).runCbwBench,
   repo: async () => (await import('./repo.js')).runRepoBench,
+  backup: async () => (await import('./backup.js')).runBackupBench,
 };
 
 async function main(): Promise<void> {

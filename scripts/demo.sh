@@ -1,25 +1,69 @@
 #!/usr/bin/env bash
-# The README's main job: serve a sparse 1 GiB disk image over NBD with `fleece serve`, printing
-# the URI to connect to. Creates ./demo/disk.img on first run; stop with Ctrl-C.
+# The README's main job, on the embedded defaults (a local repository directory, nothing else to
+# start): a daemon hosts a 1 GiB disk; we write to it over NBD, back it up, write more, back it
+# up incrementally, restore both backups and check each against the disk as it was. Work files
+# live in ./demo (recreated on each run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 [ -f dist/src/cli/main.js ] || npm run build
-mkdir -p demo
-LISTEN="${FLEECE_DEMO_LISTEN:-127.0.0.1:10809}"
-if [ ! -f demo/disk.img ]; then
-  echo "demo: creating demo/disk.img (sparse, 1 GiB)" >&2
-  CREATE=(--create 1G)
-else
-  CREATE=()
-fi
+rm -rf demo && mkdir -p demo
+export FLEECE_STATE="$PWD/demo/state" FLEECE_REPO="$PWD/demo/repo"
+SOCK="$FLEECE_STATE/nbd.sock"
+URI="nbd+unix:///vm?socket=$SOCK"
+fleece() { node dist/src/cli/main.js "$@"; }
+now() { date +%s.%N; }
+took() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f s", b - a }'; }
+say() { printf 'demo: %s\n' "$*"; }
 
-URI="nbd://${LISTEN}/disk"
-cat >&2 <<MSG
-demo: serving demo/disk.img over NBD; try, in another terminal:
-  nbdinfo ${URI}
-  qemu-io -f raw -c 'write -P 0xab 0 1M' -c 'read -P 0xab 0 1M' ${URI}
-  nbdinfo --map ${URI}
-demo: stop with Ctrl-C
-MSG
-exec node dist/src/cli/main.js serve demo/disk.img "${CREATE[@]}" --listen "$LISTEN"
+fleece daemon --state "$FLEECE_STATE" >demo/daemon.log 2>&1 &
+DAEMON=$!
+trap 'kill $DAEMON 2>/dev/null || true; wait $DAEMON 2>/dev/null || true' EXIT
+for _ in $(seq 100); do [ -S "$FLEECE_STATE/api.sock" ] && break; sleep 0.1; done
+[ -S "$FLEECE_STATE/api.sock" ] || { cat demo/daemon.log >&2; exit 1; }
+say "daemon running (state in demo/state, NBD socket $SOCK)"
+
+fleece init >/dev/null
+say "repository initialised in demo/repo (64 KiB chunks, zstd)"
+fleece disk create vm --size 1G >/dev/null
+say "disk vm created: 1 GiB, sparse"
+
+head -c 96M /dev/urandom >demo/seed.bin
+t=$(now)
+nbdcopy demo/seed.bin "$URI"
+qemu-io -f raw -c 'write -P 0x5a 512M 64M' -c 'write -z 600M 8M' "$URI" >/dev/null
+say "wrote 96 MiB of random data at 0 and a 64 MiB pattern at 512 MiB over NBD in $(took "$t")"
+nbdcopy "$URI" demo/expected-1.img
+
+t=$(now)
+FULL=$(fleece backup disk:vm --json)
+FULL_ID=$(node -e 'const m=JSON.parse(process.argv[1]);console.log(m.id)' "$FULL")
+say "full backup ${FULL_ID:0:12} in $(took "$t"): $(node -e 'const m=JSON.parse(process.argv[1]);console.log(`read ${(m.bytesRead/2**20).toFixed(0)} MiB, stored ${(m.counts.newBytes/2**20).toFixed(1)} MiB in ${m.counts.newChunks} new chunks, ${m.counts.zeroSlots} zero chunks skipped`)' "$FULL")"
+
+t=$(now)
+CMDS=()
+for i in $(seq 0 99); do CMDS+=(-c "write -P $((i % 250 + 1)) $((i * 9973 * 4096 % (1024 * 1024 * 1024 - 4096) / 4096 * 4096)) 4k"); done
+qemu-io -f raw "${CMDS[@]}" "$URI" >/dev/null
+say "wrote 100 scattered 4 KiB blocks over NBD in $(took "$t")"
+nbdcopy "$URI" demo/expected-2.img
+
+t=$(now)
+INCR=$(fleece backup disk:vm --json)
+INCR_ID=$(node -e 'const m=JSON.parse(process.argv[1]);console.log(m.id)' "$INCR")
+say "incremental backup ${INCR_ID:0:12} in $(took "$t"): $(node -e 'const m=JSON.parse(process.argv[1]);console.log(`read ${(m.bytesRead/2**20).toFixed(1)} MiB (only the dirty clusters), stored ${(m.counts.newBytes/2**20).toFixed(1)} MiB in ${m.counts.newChunks} new chunks, parent ${m.parent.slice(0,12)}`)' "$INCR")"
+
+for n in 1 2; do
+  id=$([ "$n" = 1 ] && echo "$FULL_ID" || echo "$INCR_ID")
+  t=$(now)
+  fleece restore "$id" "demo/restored-$n.img" >/dev/null
+  if cmp --quiet "demo/restored-$n.img" "demo/expected-$n.img"; then
+    say "restored backup ${id:0:12} in $(took "$t"): identical to the disk at backup time ($(sha256sum "demo/restored-$n.img" | cut -c1-16)…)"
+  else
+    say "restored backup ${id:0:12} DIFFERS from the disk at backup time" >&2
+    exit 1
+  fi
+done
+
+say "repository demo/repo:"
+fleece stats | sed 's/^/  /'
+say "done; try: fleece list --repo demo/repo, or fleece serve-backup $INCR_ID --repo demo/repo"

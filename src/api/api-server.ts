@@ -98,7 +98,8 @@ export function buildApi(daemon: Daemon): FastifyInstance {
   });
   app.post('/disks/:disk/snapshots/:snapshot/release', async (req) => {
     const p = req.params as Params;
-    return daemon.releaseSnapshot(p.disk!, p.snapshot!, { keepBitmap: str(req.body as Body, 'keepBitmap') });
+    const body = req.body as Body;
+    return daemon.releaseSnapshot(p.disk!, p.snapshot!, { keepBitmap: str(body, 'keepBitmap'), granularity: size(body, 'keepGranularity') });
   });
   app.post('/disks/:disk/snapshots/:snapshot/drop', async (req) => {
     const p = req.params as Params;

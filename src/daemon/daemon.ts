@@ -125,16 +125,16 @@ export class Daemon {
   }
 
   /** Takes a point-in-time snapshot and exports it read-only as DISK@SNAP. */
-  async createSnapshot(diskName: string, request: Omit<SnapshotRequest, 'name'> & { name?: string }): Promise<{ name: string; export: string }> {
+  async createSnapshot(diskName: string, request: Omit<SnapshotRequest, 'name'> & { name?: string }): Promise<{ name: string; export: string; createdAt: string }> {
     const disk = this.disk(diskName);
     let name = request.name;
     while (name === undefined || (request.name === undefined && disk.snapshots.has(name))) name = `snap${++this.#snapshotCounter}`;
     const live = await disk.createSnapshot({ ...request, name });
     this.#exports.addSnapshot(disk, name, live);
-    return { name, export: snapshotExportName(diskName, name) };
+    return { name, export: snapshotExportName(diskName, name), createdAt: live.access.snapshot.createdAt.toISOString() };
   }
 
-  async releaseSnapshot(diskName: string, snapshot: string, options: { keepBitmap?: string } = {}): Promise<{ keptBitmap?: string }> {
+  async releaseSnapshot(diskName: string, snapshot: string, options: { keepBitmap?: string; granularity?: number } = {}): Promise<{ keptBitmap?: string }> {
     const disk = this.disk(diskName);
     disk.snapshot(snapshot);
     if (options.keepBitmap !== undefined) checkBitmapName(options.keepBitmap);

@@ -146,9 +146,14 @@ export class LiveDisk {
     return live;
   }
 
-  /** Ends copy-before-write; with keepBitmap, what was written since becomes (or replaces) that bitmap. */
-  async releaseSnapshot(name: string, options: { keepBitmap?: string } = {}): Promise<DirtyBitmap | undefined> {
+  /**
+   * Ends copy-before-write; with keepBitmap, what was written since becomes (or replaces) that
+   * bitmap, at `granularity` if given (coarser granules cover whole backup chunks).
+   */
+  async releaseSnapshot(name: string, options: { keepBitmap?: string; granularity?: number } = {}): Promise<DirtyBitmap | undefined> {
     const live = this.snapshot(name);
+    // Built (and its granularity checked) before anything is released.
+    const regranulated = options.keepBitmap === undefined || options.granularity === undefined ? undefined : new DirtyBitmap(options.keepBitmap, this.size, { granularity: options.granularity });
     this.#snapshots.delete(name);
     await this.#cbw.releaseSnapshot(name);
     await live.access.close();
@@ -157,7 +162,8 @@ export class LiveDisk {
     // An existing bitmap of that name is replaced: `--bitmap daily` then `--keep-bitmap daily`
     // moves the checkpoint to the snapshot's point in time.
     if (this.bitmaps.has(options.keepBitmap)) this.bitmaps.remove(options.keepBitmap);
-    const kept = this.bitmaps.add(live.since.clone(options.keepBitmap, { enabled: true }));
+    regranulated?.merge(live.since);
+    const kept = this.bitmaps.add(regranulated ?? live.since.clone(options.keepBitmap, { enabled: true }));
     await saveBitmap(this.#state.bitmap(this.name, kept.name), kept, { inUse: true });
     return kept;
   }

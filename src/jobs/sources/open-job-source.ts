@@ -3,15 +3,14 @@
 
 import { UsageError } from '../../core/errors.js';
 import { openFileJobSource } from './file-job-source.js';
+import { openNbdJobSource } from './nbd-job-source.js';
 import type { JobSource, OpenJobSourceOptions } from './job-source.js';
 
 export async function openJobSource(spec: string, options: OpenJobSourceOptions): Promise<JobSource> {
   if (spec.startsWith('disk:')) {
     throw new UsageError(`source '${spec}': daemon disks are not supported yet`);
   }
-  if (/^nbds?(\+unix)?:\/\//.test(spec)) {
-    throw new UsageError(`source '${spec}': NBD sources are not supported yet`);
-  }
+  if (/^nbds?(\+unix)?:\/\//.test(spec)) return openNbdJobSource(spec, options);
   if (options.bitmap !== undefined) throw new UsageError('--bitmap applies to nbd:// sources only');
   return openFileJobSource(spec);
 }

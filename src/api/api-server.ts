@@ -1,10 +1,12 @@
 // The daemon's control API: HTTP + JSON on a Unix socket (DIR/api.sock), one route per CLI
 // verb. Handlers only translate between JSON and Daemon calls; errors become {error:{code,message}}.
 
+import { chmodSync } from 'node:fs';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { describeError, FleeceError, UsageError } from '../core/errors.js';
 import { parseSize } from '../core/size.js';
 import type { Daemon } from '../daemon/daemon.js';
+import { parseLiveRestoreRequest } from '../daemon/live-restore-record.js';
 import { httpStatusFor } from './http-status.js';
 
 type Body = Record<string, unknown> | undefined;
@@ -109,6 +111,15 @@ export function buildApi(daemon: Daemon): FastifyInstance {
     return live.access.snapshot.stats;
   });
 
+  // Live restore: the body carries the repository location and its secret (keyFile path or
+  // passphrase), which is why the API socket is owner-only (see the chmod below).
+  app.post('/restores', async (req) => daemon.liveRestore(parseLiveRestoreRequest(req.body)));
+
   app.get('/stats', async () => daemon.stats());
+  // Requests may carry repository secrets (POST /restores): only the socket's owner may connect.
+  app.server.once('listening', () => {
+    const address = app.server.address();
+    if (typeof address === 'string') chmodSync(address, 0o600);
+  });
   return app;
 }

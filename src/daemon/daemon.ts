@@ -5,12 +5,14 @@
 import { mkdir, readdir, readFile, rm, writeFile, unlink } from 'node:fs/promises';
 import { checkBitmapName } from '../block/bitmap/dirty-bitmap.js';
 import { RawFileDevice } from '../block/drivers/raw-file-device.js';
-import { UsageError } from '../core/errors.js';
+import { describeError, UsageError } from '../core/errors.js';
 import { NbdServer, type ListenAddress } from '../nbd/index.js';
 import { DaemonError } from './daemon-error.js';
 import { DiskExports, snapshotExportName } from './disk-exports.js';
 import { copyDataExtents, imageSize } from './import-image.js';
 import { LiveDisk, type SnapshotRequest } from './live-disk.js';
+import { LiveRestore, type LiveRestoreStatus } from './live-restore.js';
+import type { LiveRestoreRequest } from './live-restore-record.js';
 import { checkName, StateDir } from './state-dir.js';
 
 export interface DaemonOptions {
@@ -26,6 +28,8 @@ export interface DiskInfo {
   readonly export: string;
   readonly bitmaps: { name: string; granularity: number; enabled: boolean; inconsistent: boolean; dirtyBytes: number | null }[];
   readonly snapshots: string[];
+  /** Present while the disk is being restored live from a backup. */
+  readonly restore?: LiveRestoreStatus;
 }
 
 export class Daemon {
@@ -35,6 +39,8 @@ export class Daemon {
   readonly #disks = new Map<string, LiveDisk>();
   #addresses: ListenAddress[] = [];
   #snapshotCounter = 0;
+  readonly #restores = new Map<string, LiveRestore>();
+  #log: (line: string) => void = () => {};
 
   private constructor(state: StateDir, nbd: NbdServer) {
     this.state = state;
@@ -48,13 +54,20 @@ export class Daemon {
     await mkdir(state.disksDir, { recursive: true });
     await claimPidFile(state.pidFile);
     const daemon = new Daemon(state, new NbdServer({ log: options.log ?? (() => {}) }));
+    daemon.#log = options.log ?? (() => {});
     try {
       for (const name of (await readdir(state.disksDir)).sort()) {
         const meta = await readFile(state.meta(name), 'utf8').catch(() => undefined);
         if (meta === undefined) continue;
-        const disk = await LiveDisk.open(name, state);
+        const restore = await LiveRestore.resume(state, name, daemon.#log).catch((err: unknown) => {
+          daemon.#log(`disk ${name} is not served: its live restore cannot resume: ${describeError(err)}`);
+          return null;
+        });
+        if (restore === null) continue;
+        const disk = await LiveDisk.open(name, state, { lower: restore && ((raw) => restore.attach(raw)) });
         daemon.#disks.set(name, disk);
         daemon.#exports.addDisk(disk);
+        if (restore) daemon.#startRestore(restore);
       }
       daemon.#addresses.push(await daemon.nbd.listen({ path: state.nbdSocket }));
       if (options.tcp) daemon.#addresses.push(await daemon.nbd.listen(options.tcp));
@@ -76,7 +89,30 @@ export class Daemon {
   }
 
   listDisks(): DiskInfo[] {
-    return [...this.#disks.values()].map((d) => describeDisk(d));
+    return [...this.#disks.values()].map((d) => describeDisk(d, this.#restores.get(d.name)));
+  }
+
+  /** Creates a disk served at once from a backup, copied in the background (see live-restore.ts). */
+  async liveRestore(request: LiveRestoreRequest): Promise<DiskInfo> {
+    if (this.#disks.has(request.name)) throw new DaemonError('EDISK_EXISTS', `disk '${request.name}' already exists`);
+    const restore = await LiveRestore.create(this.state, request, this.#log);
+    let disk: LiveDisk;
+    try {
+      disk = await LiveDisk.open(request.name, this.state, { lower: (raw) => restore.attach(raw) });
+    } catch (err) {
+      restore.close();
+      await rm(this.state.diskDir(request.name), { recursive: true, force: true });
+      throw err;
+    }
+    this.#disks.set(request.name, disk);
+    this.#exports.addDisk(disk);
+    this.#startRestore(restore);
+    return describeDisk(disk, restore);
+  }
+
+  #startRestore(restore: LiveRestore): void {
+    this.#restores.set(restore.disk, restore);
+    restore.start();
   }
 
   /** Creates a sparse disk of `size` bytes, optionally filled from a raw image. */
@@ -121,6 +157,8 @@ export class Daemon {
     this.#disks.delete(name);
     await this.#exports.remove(name);
     await disk.close();
+    this.#restores.get(name)?.close();
+    this.#restores.delete(name);
     await rm(this.state.diskDir(name), { recursive: true, force: true });
   }
 
@@ -171,11 +209,13 @@ export class Daemon {
     await this.nbd.close();
     for (const disk of this.#disks.values()) await disk.close();
     this.#disks.clear();
+    for (const restore of this.#restores.values()) restore.close();
+    this.#restores.clear();
     await unlink(this.state.pidFile).catch(() => {});
   }
 }
 
-function describeDisk(disk: LiveDisk): DiskInfo {
+function describeDisk(disk: LiveDisk, restore?: LiveRestore): DiskInfo {
   return {
     name: disk.name,
     size: disk.size,
@@ -188,6 +228,7 @@ function describeDisk(disk: LiveDisk): DiskInfo {
       dirtyBytes: b.inconsistent ? null : b.dirtyBytes,
     })),
     snapshots: [...disk.snapshots.keys()],
+    ...(restore ? { restore: restore.status } : {}),
   };
 }
 

@@ -40,16 +40,16 @@ export class LiveDisk {
   readonly #cbw: CopyBeforeWriteDevice;
   readonly #snapshots = new Map<string, LiveSnapshot>();
 
-  private constructor(name: string, state: StateDir, raw: RawFileDevice, bitmaps: BitmapSet) {
+  private constructor(name: string, state: StateDir, raw: RawFileDevice, bitmaps: BitmapSet, lower: BlockDevice = raw) {
     this.name = name;
     this.#state = state;
     this.#raw = raw;
     this.bitmaps = bitmaps;
-    this.#cbw = new CopyBeforeWriteDevice(new DirtyTrackerDevice(raw, bitmaps));
+    this.#cbw = new CopyBeforeWriteDevice(new DirtyTrackerDevice(lower, bitmaps));
   }
 
-  /** Opens a disk's image and bitmaps, marking each consistent bitmap in use before any write. */
-  static async open(name: string, state: StateDir): Promise<LiveDisk> {
+  /** Opens a disk's image and bitmaps, marking each consistent bitmap in use before any write; `lower` may put a device (a live restore's overlay) between image and tracker. */
+  static async open(name: string, state: StateDir, options: { lower?: (raw: RawFileDevice) => BlockDevice } = {}): Promise<LiveDisk> {
     const raw = await RawFileDevice.open(state.image(name));
     const bitmaps = new BitmapSet();
     await mkdir(state.bitmapsDir(name), { recursive: true });
@@ -61,7 +61,7 @@ export class LiveDisk {
       if (bitmap.size !== raw.size && !bitmap.inconsistent) bitmap.resize(raw.size);
       bitmaps.add(bitmap);
     }
-    return new LiveDisk(name, state, raw, bitmaps);
+    return new LiveDisk(name, state, raw, bitmaps, options.lower?.(raw));
   }
 
   /** The guest-facing device (writes go through copy-before-write and the dirty tracker). */

@@ -13,6 +13,13 @@ export interface OverlayOptions {
   readonly granularity: number;
   /** Refuse writes (the overlay is then only a read cache of the base). */
   readonly readOnly?: boolean;
+  /** Blocks already in the overlay (1 per block), e.g. a fill map saved before a restart. */
+  readonly initial?: Uint8Array;
+  /**
+   * Blocks not marked may hold stale bytes in the overlay (a resumed fill after a crash):
+   * fill() then writes zero blocks as zeroes instead of only marking them.
+   */
+  readonly staleOverlay?: boolean;
 }
 
 export class OverlayDevice implements BlockDevice {
@@ -23,6 +30,12 @@ export class OverlayDevice implements BlockDevice {
   readonly #overlay: BlockDevice;
   // 1 = the block's current bytes are in the overlay. Changed only synchronously (one JS thread).
   readonly #inOverlay: Uint8Array;
+  // 1 = the block's overlay bytes were completely written (a copy-up or a guest write finished);
+  // a flush after that makes them durable. A subset of #inOverlay.
+  readonly #settled: Uint8Array;
+  readonly #staleOverlay: boolean;
+  // Blocks marked by a whole-block write still in flight: they hold no complete bytes until it ends.
+  readonly #unwritten = new Map<number, number>();
   // Copy-ups in progress by block; every write to such a block waits for it first.
   readonly #copying = new Map<number, Promise<void>>();
   #blocksInOverlay = 0;
@@ -37,6 +50,14 @@ export class OverlayDevice implements BlockDevice {
     this.size = base.size;
     this.granularity = options.granularity;
     this.#inOverlay = new Uint8Array(Math.ceil(base.size / options.granularity));
+    this.#settled = new Uint8Array(this.#inOverlay.length);
+    this.#staleOverlay = options.staleOverlay ?? false;
+    if (options.initial) {
+      if (options.initial.length !== this.#inOverlay.length) throw new BlockError('EINVAL', `fill map has ${options.initial.length} blocks, the overlay ${this.#inOverlay.length}`);
+      for (let block = 0; block < options.initial.length; block++) {
+        if (options.initial[block]) this.#mark(block, true);
+      }
+    }
     const caps = overlay.capabilities;
     this.capabilities = {
       readOnly: options.readOnly ?? false,
@@ -52,6 +73,11 @@ export class OverlayDevice implements BlockDevice {
       preferredBlockSize: Math.max(4096, Math.min(options.granularity, 1 << 20)),
       maxBlockSize: Math.min(caps.maxBlockSize, base.capabilities.maxBlockSize),
     };
+  }
+
+  /** Blocks whose overlay bytes were completely written (1 per block, a copy): after a flush they are durable. */
+  settledBlocks(): Uint8Array {
+    return this.#settled.slice();
   }
 
   /** Blocks whose bytes are in the overlay, and the total. */
@@ -71,15 +97,15 @@ export class OverlayDevice implements BlockDevice {
 
   async write(offset: number, data: Uint8Array, options: WriteOptions = {}): Promise<void> {
     this.#check(offset, data.length, 'write', options, true);
-    await this.#prepare(offset, data.length, options.signal);
-    await this.#overlay.write(offset, data, options);
+    const claimed = await this.#prepare(offset, data.length, options.signal);
+    await this.#settleAfter(offset, data.length, claimed, this.#overlay.write(offset, data, options));
   }
 
   async writeZeroes(offset: number, length: number, options: ZeroOptions = {}): Promise<void> {
     this.#check(offset, length, 'write-zeroes', options, true);
     if (options.fastZero) throw new BlockError('ENOTSUP', 'write-zeroes: fast zero is not supported by the overlay');
-    await this.#prepare(offset, length, options.signal);
-    await this.#overlay.writeZeroes(offset, length, options);
+    const claimed = await this.#prepare(offset, length, options.signal);
+    await this.#settleAfter(offset, length, claimed, this.#overlay.writeZeroes(offset, length, options));
   }
 
   async discard(offset: number, length: number, options: WriteOptions = {}): Promise<void> {
@@ -129,8 +155,9 @@ export class OverlayDevice implements BlockDevice {
   }
 
   /** Makes every block the range touches writable in the overlay without losing base bytes. */
-  async #prepare(offset: number, length: number, signal: AbortSignal | undefined): Promise<void> {
-    if (length === 0) return;
+  async #prepare(offset: number, length: number, signal: AbortSignal | undefined): Promise<number[]> {
+    const claimed: number[] = []; // blocks marked without a copy-up: the write itself fills them
+    if (length === 0) return claimed;
     const g = this.granularity;
     const end = offset + length;
     const waits: Promise<void>[] = [];
@@ -145,13 +172,45 @@ export class OverlayDevice implements BlockDevice {
             }
             if (this.#inOverlay[block]) return;
             const blockEnd = Math.min(this.size, (block + 1) * g);
-            if (offset <= block * g && end >= blockEnd) return this.#mark(block); // fully overwritten: nothing to keep
+            if (offset <= block * g && end >= blockEnd) {
+              // Fully overwritten: nothing to keep.
+              claimed.push(block);
+              this.#unwritten.set(block, (this.#unwritten.get(block) ?? 0) + 1);
+              return this.#mark(block);
+            }
             return this.#copyUp(block, false, signal);
           }
         })(),
       );
     }
-    await settle(waits);
+    try {
+      await settle(waits);
+    } catch (err) {
+      this.#release(claimed);
+      throw err;
+    }
+    return claimed;
+  }
+
+  /** Waits for a write; if it succeeded, the blocks it touched hold complete bytes unless another whole-block write is still in flight. */
+  async #settleAfter(offset: number, length: number, claimed: number[], write: Promise<void>): Promise<void> {
+    try {
+      await write;
+    } finally {
+      this.#release(claimed);
+    }
+    const g = this.granularity;
+    for (let block = Math.floor(offset / g); block * g < offset + length; block++) {
+      if (!this.#unwritten.has(block)) this.#settled[block] = 1;
+    }
+  }
+
+  #release(claimed: number[]): void {
+    for (const block of claimed) {
+      const left = this.#unwritten.get(block)! - 1;
+      if (left > 0) this.#unwritten.set(block, left);
+      else this.#unwritten.delete(block);
+    }
   }
 
   /** Copies one block from the base into the overlay (once, however many callers ask). */
@@ -165,12 +224,15 @@ export class OverlayDevice implements BlockDevice {
       try {
         if (skipZero && this.#base.capabilities.canBlockStatus) {
           const [first] = await this.#base.blockStatus(offset, length, { signal });
-          if (first?.zero && first.length >= length) return this.#mark(block);
+          if (first?.zero && first.length >= length) {
+            if (this.#staleOverlay) await this.#overlay.writeZeroes(offset, length, { mayTrim: true, signal });
+            return this.#mark(block, true); // a fresh overlay reads as zero where nothing was written
+          }
         }
         const bytes = new Uint8Array(length);
         await this.#base.read(offset, bytes, { signal });
         await this.#overlay.write(offset, bytes, { signal });
-        this.#mark(block);
+        this.#mark(block, true);
       } finally {
         this.#copying.delete(block);
       }
@@ -179,11 +241,13 @@ export class OverlayDevice implements BlockDevice {
     return job;
   }
 
-  #mark(block: number): void {
+  #mark(block: number, settled = false): void {
+    if (settled) this.#settled[block] = 1;
     if (this.#inOverlay[block]) return;
     this.#inOverlay[block] = 1;
     this.#blocksInOverlay++;
   }
+
 
   /** The range cut where blocks switch between base and overlay. */
   #runs(offset: number, length: number): Array<{ offset: number; length: number; inOverlay: boolean }> {

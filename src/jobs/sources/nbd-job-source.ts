@@ -6,9 +6,10 @@
 import { NbdDevice } from '../../block/drivers/nbd-device.js';
 import { describeError, FleeceError, UsageError } from '../../core/errors.js';
 import { formatSize } from '../../core/size.js';
-import { parseNbdUri } from '../../nbd/client/nbd-uri.js';
-import { dirtyRanges, type ByteRange } from '../dirty-ranges.js';
+import { parseNbdUri, type NbdTarget } from '../../nbd/client/nbd-uri.js';
+import type { ByteRange } from '../dirty-ranges.js';
 import { pickParent, type JobSource, type OpenJobSourceOptions } from './job-source.js';
+import { scanDirtyBitmap } from './nbd-bitmap-ranges.js';
 import { DIRTY_BITMAP_PREFIX, listDirtyBitmaps } from './nbd-list-bitmaps.js';
 
 /** The NBD source could not be opened or lacks what was asked of it. */
@@ -18,54 +19,62 @@ export class NbdSourceError extends FleeceError {
   }
 }
 
+interface Plan {
+  readonly changed?: readonly ByteRange[];
+  readonly parent?: string;
+  readonly notices: string[];
+}
+
 export async function openNbdJobSource(uri: string, options: OpenJobSourceOptions): Promise<JobSource> {
-  const { repo, disk, bitmap, signal } = options;
   const target = parseNbdUri(uri);
-  if (bitmap !== undefined && bitmap.length === 0) throw new UsageError('--bitmap needs a bitmap name');
-  const context = bitmap !== undefined ? `${DIRTY_BITMAP_PREFIX}${bitmap}` : undefined;
+  if (options.bitmap !== undefined && options.bitmap.length === 0) throw new UsageError('--bitmap needs a bitmap name');
   const time = new Date();
-  let device: NbdDevice;
+  // One connection at a time: qemu-nbd serves a single client unless started with -e.
+  const plan: Plan = options.bitmap !== undefined ? await planIncremental(uri, target, options.bitmap, options) : { notices: [] };
+  const device = await connecting(uri, () => NbdDevice.open(target, { signal: options.signal }));
+  return {
+    source: device,
+    time,
+    ...plan,
+    checkpoint: options.bitmap !== undefined ? `${DIRTY_BITMAP_PREFIX}${options.bitmap}` : undefined,
+    commit: async () => undefined,
+    abort: async () => undefined,
+    close: () => device.close(),
+  };
+}
+
+/** Reads the bitmap (which must exist) and decides: incremental on the latest backup, or full and why. */
+async function planIncremental(uri: string, target: NbdTarget, bitmap: string, options: OpenJobSourceOptions): Promise<Plan> {
+  const { repo, disk, signal } = options;
+  const context = `${DIRTY_BITMAP_PREFIX}${bitmap}`;
+  const scan = await connecting(uri, () => scanDirtyBitmap(target, context, { signal }));
+  if (!scan.ranges) {
+    const offered = (await listDirtyBitmaps(target, { signal })).map((c) => `'${c.slice(DIRTY_BITMAP_PREFIX.length)}'`).join(', ');
+    throw new NbdSourceError(
+      'ENOBITMAP',
+      `nbd export '${target.exportName}' at '${uri}' offers no dirty bitmap '${bitmap}' (context '${context}'); ` +
+        (offered ? `it offers: ${offered}` : 'it offers no dirty bitmaps (qemu-nbd -B NAME, or block-export-add bitmaps=[NAME])'),
+    );
+  }
+  const parent = pickParent(repo, disk, options.parent);
+  if (!parent) return { notices: [`no earlier backup of disk '${disk}': full backup (bitmap '${bitmap}' not used)`] };
+  if (parent.size !== scan.size) {
+    return { notices: [`disk '${disk}' is ${scan.size} bytes, its backup ${parent.id.slice(0, 12)} ${parent.size}: full backup (bitmap '${bitmap}' not used)`] };
+  }
+  const dirty = scan.ranges.reduce((sum, r) => sum + r.length, 0);
+  return {
+    changed: scan.ranges,
+    parent: parent.id,
+    notices: [`bitmap '${bitmap}': ${formatSize(dirty)} dirty in ${scan.ranges.length} ranges of ${formatSize(scan.size)}, incremental on ${parent.id.slice(0, 12)}`],
+  };
+}
+
+/** Runs a connect step, turning any failure but cancellation into one line naming the source. */
+async function connecting<T>(uri: string, step: () => Promise<T>): Promise<T> {
   try {
-    device = await NbdDevice.open(target, { metaContexts: context ? [context] : [], signal });
+    return await step();
   } catch (err) {
     if (err instanceof FleeceError && err.code === 'EABORTED') throw err;
     throw new NbdSourceError('ENBDSOURCE', `cannot open nbd source '${uri}': ${describeError(err)}`, { cause: err });
-  }
-  try {
-    const base = { source: device, time, close: () => device.close(), commit: async () => undefined, abort: async () => undefined };
-    if (!context) return { ...base, notices: [] };
-    if (!device.contexts.includes(context)) {
-      // Close first: qemu-nbd serves one client at a time unless started with -e.
-      await device.close();
-      const offered = await listDirtyBitmaps(target, { signal });
-      const names = offered.map((c) => `'${c.slice(DIRTY_BITMAP_PREFIX.length)}'`).join(', ');
-      throw new NbdSourceError(
-        'ENOBITMAP',
-        `nbd export '${target.exportName}' at '${uri}' offers no dirty bitmap '${bitmap}' (context '${context}'); ` +
-          (names ? `it offers: ${names}` : 'it offers no dirty bitmaps (qemu-nbd -B NAME, or block-export-add bitmaps=[NAME])'),
-      );
-    }
-    const parent = pickParent(repo, disk, options.parent);
-    const checkpoint = context;
-    if (!parent) return { ...base, checkpoint, notices: [`no earlier backup of disk '${disk}': full backup (bitmap '${bitmap}' not used)`] };
-    if (parent.size !== device.size) {
-      return {
-        ...base,
-        checkpoint,
-        notices: [`disk '${disk}' is ${device.size} bytes, its backup ${parent.id.slice(0, 12)} ${parent.size}: full backup (bitmap '${bitmap}' not used)`],
-      };
-    }
-    const changed: ByteRange[] = await dirtyRanges(device, context, { signal });
-    const dirty = changed.reduce((sum, r) => sum + r.length, 0);
-    return {
-      ...base,
-      changed,
-      parent: parent.id,
-      checkpoint,
-      notices: [`bitmap '${bitmap}': ${formatSize(dirty)} dirty in ${changed.length} ranges of ${formatSize(device.size)}, incremental on ${parent.id.slice(0, 12)}`],
-    };
-  } catch (err) {
-    await device.close().catch(() => undefined);
-    throw err;
   }
 }

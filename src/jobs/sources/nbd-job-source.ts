@@ -62,11 +62,13 @@ async function planIncremental(uri: string, target: NbdTarget, bitmap: string, o
     return { notices: [`disk '${disk}' is ${scan.size} bytes, its backup ${parent.id.slice(0, 12)} ${parent.size}: full backup (bitmap '${bitmap}' not used)`] };
   }
   const dirty = scan.ranges.reduce((sum, r) => sum + r.length, 0);
-  return {
-    changed: scan.ranges,
-    parent: parent.id,
-    notices: [`bitmap '${bitmap}': ${formatSize(dirty)} dirty in ${scan.ranges.length} ranges of ${formatSize(scan.size)}, incremental on ${parent.id.slice(0, 12)}`],
-  };
+  const notices = [`bitmap '${bitmap}': ${formatSize(dirty)} dirty in ${scan.ranges.length} ranges of ${formatSize(scan.size)}, incremental on ${parent.id.slice(0, 12)}`];
+  // Whole chunks are read: a fleecing export whose copy-before-write filter has this bitmap refuses the clean parts.
+  const chunk = repo.config.chunkSize;
+  if (scan.ranges.some((r) => r.offset % chunk !== 0 || ((r.offset + r.length) % chunk !== 0 && r.offset + r.length !== scan.size))) {
+    notices.push(`bitmap '${bitmap}' is finer than the ${formatSize(chunk)} chunks: whole chunks are read (a fleecing export with a copy-before-write bitmap refuses that; use a granularity of at least ${formatSize(chunk)})`);
+  }
+  return { changed: scan.ranges, parent: parent.id, notices };
 }
 
 /** Runs a connect step, turning any failure but cancellation into one line naming the source. */

@@ -1,6 +1,6 @@
 // Check: structural consistency without reading chunk data. Errors: a manifest, index root or
 // page that cannot be read, a referenced chunk in no pack, a pack whose trailer is unreadable.
-// Warnings (gc reclaims them): unreferenced packs, index objects without a pack, dead leases.
+// Warnings (gc reclaims them): unreferenced packs, dead leases.
 
 import { describeError } from '../core/errors.js';
 import { isLive, leaseTtlMs, readLeases } from './leases.js';
@@ -30,7 +30,6 @@ export async function runCheck(repo: Repository, options: { signal?: AbortSignal
   }
   const sync = await repo.syncCatalog({ signal });
   for (const broken of sync.brokenPacks) errors.push(`pack ${broken.pack}: ${broken.error}`);
-  if (sync.rebuiltIndexes > 0) warnings.push(`${sync.rebuiltIndexes} pack index objects were missing and have been rebuilt from pack trailers`);
 
   const manifests = repo.catalog.backups();
   const refs = await collectReferences(repo, manifests, { signal });
@@ -51,11 +50,6 @@ export async function runCheck(repo: Repository, options: { signal?: AbortSignal
   const packs = repo.catalog.packs();
   const unreferenced = [...packs.keys()].filter((p) => !repo.catalog.packEntries(p).some((e) => refs.blobs.has(e.id.toString('hex'))));
   if (unreferenced.length > 0) warnings.push(`${unreferenced.length} packs hold no referenced blob (gc reclaims them)`);
-  const packIds = new Set<string>();
-  for await (const { key } of repo.store.list('packs/', { signal })) packIds.add(key.slice(key.lastIndexOf('/') + 1));
-  let stray = 0;
-  for await (const { key } of repo.store.list('index/packs/', { signal })) if (!packIds.has(key.slice('index/packs/'.length))) stray++;
-  if (stray > 0) warnings.push(`${stray} pack index objects have no pack (gc removes them)`);
   const now = Date.now();
   const leases = await readLeases(repo.store, { signal });
   const dead = leases.filter((l) => !isLive(l, now));

@@ -5,7 +5,7 @@
 
 import { RepoError } from './errors.js';
 import { isLive, Lease, readLeases } from './leases.js';
-import { packIndexKey, packKey } from './pack-format.js';
+import { packKey } from './pack-format.js';
 import { collectReferences, type References } from './references.js';
 import type { Repository } from './repository.js';
 import type { BlobLocation } from './catalog.js';
@@ -79,7 +79,6 @@ export async function runCompact(repo: Repository, options: CompactOptions = {})
       if (copier.damaged.has(pack) || copier.newPacks.has(pack)) continue;
       lock.assertHeld(); // once our lease may look dead a backup may start: delete nothing after
       await repo.store.delete(packKey(pack), { signal });
-      await repo.store.delete(packIndexKey(pack), { signal });
       repo.catalog.removePack(pack);
       deleted.push(pack);
     }

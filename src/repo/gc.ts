@@ -6,7 +6,7 @@
 import { RepoError } from './errors.js';
 import { readCondemned, writeCondemned } from './condemned.js';
 import { isLive, Lease, leaseTtlMs, readLeases } from './leases.js';
-import { packIndexKey, packKey } from './pack-format.js';
+import { packKey } from './pack-format.js';
 import { collectReferences } from './references.js';
 import type { Repository } from './repository.js';
 
@@ -80,10 +80,8 @@ export async function runGc(repo: Repository, options: GcOptions = {}): Promise<
       for (const pack of deletable) {
         lock.assertHeld(); // a backup may start once our lease looks dead: stop deleting before that
         await repo.store.delete(packKey(pack), { signal });
-        await repo.store.delete(packIndexKey(pack), { signal });
         repo.catalog.removePack(pack);
       }
-      await deleteStrayIndexes(repo, signal);
       for (const lease of dead) await repo.store.delete(lease.key, { signal });
     }
     return {
@@ -99,18 +97,5 @@ export async function runGc(repo: Repository, options: GcOptions = {}): Promise<
     };
   } finally {
     await lock.release().catch(() => undefined);
-  }
-}
-
-/** Index objects whose pack is gone (a gc killed between the two deletes). */
-async function deleteStrayIndexes(repo: Repository, signal?: AbortSignal): Promise<void> {
-  // Indexes first: a pack is stored before its index, so an index listed here whose pack is
-  // absent from the later pack listing really lost its pack (not a pack still uploading).
-  const indexes: string[] = [];
-  for await (const { key } of repo.store.list('index/packs/', { signal })) indexes.push(key);
-  const packs = new Set<string>();
-  for await (const { key } of repo.store.list('packs/', { signal })) packs.add(key.slice(key.lastIndexOf('/') + 1));
-  for (const key of indexes) {
-    if (!packs.has(key.slice('index/packs/'.length))) await repo.store.delete(key, { signal });
   }
 }

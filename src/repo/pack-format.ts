@@ -1,6 +1,6 @@
-// Byte layout of a pack object and its trailer (which is also the per-pack index object).
+// Byte layout of a pack object and its trailer, which is the pack's only index.
 // pack = header(16) | stored blobs | trailer; trailer = entries(52 each) | footer(16).
-// Little-endian throughout. The trailer lets the pack index be rebuilt from the pack alone.
+// Little-endian throughout. A reader fetches the pack's tail once and decodes the trailer.
 
 import { randomFillSync } from 'node:crypto';
 import { crc32 } from 'node:zlib';
@@ -14,6 +14,11 @@ export const FOOTER_SIZE = 16;
 const FOOTER_MAGIC = Buffer.from('FLPKIDX1');
 /** Cap on entries a trailer may claim, so a damaged count cannot make us allocate gigabytes. */
 const MAX_ENTRIES = 1 << 22;
+/**
+ * How much of a pack's end one read fetches to find its trailer: a 32 MiB pack of 64 KiB chunks
+ * has a 26 KiB trailer, so one ranged GET usually holds all of it (a second one reads the rest).
+ */
+export const TRAILER_TAIL_BYTES = 256 * 1024;
 
 export interface PackEntry {
   readonly id: Buffer;
@@ -41,10 +46,6 @@ export function packHeader(): Buffer {
 
 export function packKey(packId: string): string {
   return `packs/${packId.slice(0, 2)}/${packId}`;
-}
-
-export function packIndexKey(packId: string): string {
-  return `index/packs/${packId}`;
 }
 
 export function encodeTrailer(entries: readonly PackEntry[]): Buffer {

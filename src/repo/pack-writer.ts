@@ -4,7 +4,7 @@
 
 import { blake3 } from '@napi-rs/blake-hash';
 import type { SealedBlob } from './blob-codec.js';
-import { encodeTrailer, packHeader, packIndexKey, packKey, PACK_HEADER_SIZE, type PackEntry } from './pack-format.js';
+import { encodeTrailer, packHeader, packKey, PACK_HEADER_SIZE, type PackEntry } from './pack-format.js';
 import type { Store } from './store.js';
 
 export type OnPack = (packId: string, size: number, entries: readonly PackEntry[]) => void;
@@ -56,22 +56,20 @@ export class PackWriter {
 
   #startUpload(signal?: AbortSignal): void {
     const entries = this.#entries;
-    const trailer = encodeTrailer(entries);
-    const pack = Buffer.concat([packHeader(), ...this.#parts, trailer]);
+    const pack = Buffer.concat([packHeader(), ...this.#parts, encodeTrailer(entries)]);
     this.#parts = [];
     this.#entries = [];
     this.#size = PACK_HEADER_SIZE;
-    const upload = this.#upload(pack, trailer, entries, signal).catch((err: unknown) => {
+    const upload = this.#upload(pack, entries, signal).catch((err: unknown) => {
       this.#failure ??= err;
     });
     this.#uploads.add(upload);
     void upload.finally(() => this.#uploads.delete(upload));
   }
 
-  async #upload(pack: Buffer, trailer: Buffer, entries: readonly PackEntry[], signal?: AbortSignal): Promise<void> {
+  async #upload(pack: Buffer, entries: readonly PackEntry[], signal?: AbortSignal): Promise<void> {
     const packId = blake3(pack).toString('hex');
     await this.#store.put(packKey(packId), pack, { ifAbsent: true, signal });
-    await this.#store.put(packIndexKey(packId), trailer, { ifAbsent: true, signal });
     this.#packs++;
     this.#bytes += pack.length;
     this.#onPack(packId, pack.length, entries);

@@ -1,5 +1,5 @@
-// A repository: a Store holding config, packs, pack indexes, manifests and leases, plus the
-// master key and a catalog derived from them. Engines (backup, restore, gc, verify...) are
+// A repository: a Store holding config, packs (each indexed by its own trailer), manifests and
+// leases, plus the master key and a catalog derived from them. Engines (backup, restore, gc, verify...) are
 // separate files that take a Repository; this file opens, unlocks, syncs and reads.
 
 import { randomBytes } from 'node:crypto';
@@ -11,8 +11,9 @@ import { RepoError, isNotFound } from './errors.js';
 import { decodeRoot } from './index-format.js';
 import { createKeySlot, generateMasterKey, openMasterKey, type MasterKey, type Secret } from './keys.js';
 import { decodeManifest, encodeManifest, manifestKey, type Manifest } from './manifest.js';
-import { decodeTrailer, FOOTER_SIZE, packIndexKey, packKey, trailerLength, type PackEntry } from './pack-format.js';
+import { decodeTrailer, FOOTER_SIZE, PACK_HEADER_SIZE, packKey, TRAILER_TAIL_BYTES, trailerLength, type PackEntry } from './pack-format.js';
 import { PackWriter } from './pack-writer.js';
+import { runBounded } from './run-bounded.js';
 import type { Store } from './store.js';
 
 export interface OpenOptions {
@@ -29,11 +30,15 @@ export interface InitOptions extends OpenOptions {
   readonly compressionLevel?: number;
 }
 
-/** What a catalog sync found wrong: packs whose trailer could not be read. */
+/** What a catalog sync did: packs whose trailer could not be read, packs newly indexed. */
 export interface SyncReport {
   readonly brokenPacks: { readonly pack: string; readonly error: string }[];
+  /** Packs added to the catalog by reading their trailers in this sync. */
   readonly rebuiltIndexes: number;
 }
+
+/** Trailer reads in flight during a catalog sync (each is one small ranged GET). */
+const TRAILER_READS = 8;
 
 export class Repository {
   readonly store: Store;
@@ -116,48 +121,45 @@ export class Repository {
 
     const packs = new Map<string, number>();
     for await (const { key, size } of this.store.list('packs/', { signal })) packs.set(key.slice(key.lastIndexOf('/') + 1), size);
-    const indexes = new Set<string>();
-    for await (const { key } of this.store.list('index/packs/', { signal })) indexes.add(key.slice('index/packs/'.length));
     const cataloged = this.catalog.packs();
     for (const id of cataloged.keys()) if (!packs.has(id)) this.catalog.removePack(id);
-    const report: SyncReport = { brokenPacks: [], rebuiltIndexes: 0 };
-    for (const [id, size] of packs) {
-      if (cataloged.has(id)) continue;
-      let entries: PackEntry[] | undefined;
-      if (indexes.has(id)) {
-        try {
-          entries = decodeTrailer(await this.store.get(packIndexKey(id), { signal }), `pack index ${id}`);
-        } catch (err) {
-          if (!(err instanceof RepoError)) throw err;
-        }
-      }
-      if (!entries) {
-        try {
-          entries = await this.readPackTrailer(id, size, { signal });
-          await this.store.put(packIndexKey(id), (await this.#trailerBytes(id, size, signal)), { signal });
-          (report as { rebuiltIndexes: number }).rebuiltIndexes++;
-        } catch (err) {
-          if (isNotFound(err)) continue; // deleted by a gc meanwhile
-          if (!(err instanceof RepoError)) throw err;
-          report.brokenPacks.push({ pack: id, error: err.message });
-          continue;
-        }
+    const report = { brokenPacks: [] as { pack: string; error: string }[], rebuiltIndexes: 0 };
+    const fresh = [...packs].filter(([id]) => !cataloged.has(id));
+    await runBounded(fresh, async (id, size) => {
+      let entries: PackEntry[];
+      try {
+        entries = await this.readPackTrailer(id, size, { signal });
+      } catch (err) {
+        if (isNotFound(err)) return; // deleted by a gc meanwhile
+        if (!(err instanceof RepoError)) throw err;
+        report.brokenPacks.push({ pack: id, error: err.message });
+        return;
       }
       this.catalog.addPack(id, size, entries);
-    }
+      report.rebuiltIndexes++;
+    }, TRAILER_READS, signal);
     return report;
   }
 
+  /**
+   * A pack's trailer bytes: one ranged GET of the pack's last TRAILER_TAIL_BYTES (or all of a
+   * smaller pack), and a second one only when the trailer is longer than that.
+   */
   async #trailerBytes(pack: string, size: number, signal?: AbortSignal): Promise<Buffer> {
     const what = `pack ${pack}`;
-    if (size < FOOTER_SIZE) throw new RepoError('ECORRUPT', `${what}: truncated to ${size} bytes`);
-    const footer = await this.store.get(packKey(pack), { range: { offset: size - FOOTER_SIZE, length: FOOTER_SIZE }, signal });
-    const length = trailerLength(footer, what);
-    if (length > size) throw new RepoError('ECORRUPT', `${what}: trailer of ${length} bytes exceeds pack size ${size}`);
-    return this.store.get(packKey(pack), { range: { offset: size - length, length }, signal });
+    if (size < PACK_HEADER_SIZE + FOOTER_SIZE) throw new RepoError('ECORRUPT', `${what}: truncated to ${size} bytes`);
+    const tailLength = Math.min(size, TRAILER_TAIL_BYTES);
+    const tail = await this.store.get(packKey(pack), { range: { offset: size - tailLength, length: tailLength }, signal });
+    if (tail.length !== tailLength) throw new RepoError('ECORRUPT', `${what}: read ${tail.length} of the last ${tailLength} bytes (listed size ${size})`);
+    const length = trailerLength(tail.subarray(tailLength - FOOTER_SIZE), what);
+    if (length > size - PACK_HEADER_SIZE) throw new RepoError('ECORRUPT', `${what}: trailer of ${length} bytes exceeds pack size ${size}`);
+    if (length <= tailLength) return tail.subarray(tailLength - length);
+    const head = await this.store.get(packKey(pack), { range: { offset: size - length, length: length - tailLength }, signal });
+    if (head.length !== length - tailLength) throw new RepoError('ECORRUPT', `${what}: trailer truncated (${head.length + tailLength} of ${length} bytes)`);
+    return Buffer.concat([head, tail]);
   }
 
-  /** Reads the entries of a pack from its own trailer (the truth the index object copies). */
+  /** Reads the entries of a pack from its trailer (the pack's only index); `size` from a listing or stat. */
   async readPackTrailer(pack: string, size: number, options: { signal?: AbortSignal } = {}): Promise<PackEntry[]> {
     return decodeTrailer(await this.#trailerBytes(pack, size, options.signal), `pack ${pack}`);
   }

@@ -9,7 +9,7 @@ import { describeError } from '../core/errors.js';
 import { isNotFound } from './errors.js';
 import { SLOTS_PER_PAGE } from './index-format.js';
 import type { Manifest } from './manifest.js';
-import { decodeTrailer, packKey } from './pack-format.js';
+import { packKey } from './pack-format.js';
 import type { Repository } from './repository.js';
 
 export interface BackupVerdict {
@@ -67,28 +67,12 @@ export async function runVerify(repo: Repository, manifests: readonly Manifest[]
   }
   // Pass 2: every needed chunk, pack by pack; a chunk is good if any of its copies is.
   const good = new Set<string>();
-  let lost: Map<string, string> | undefined;
-  // Blob id -> reason, from index objects whose pack is gone (a deleted or lost pack).
-  async function lostPacks(): Promise<Map<string, string>> {
-    if (lost) return lost;
-    lost = new Map();
-    const packs = repo.catalog.packs();
-    for await (const { key } of repo.store.list('index/packs/', { signal })) {
-      const pack = key.slice('index/packs/'.length);
-      if (packs.has(pack)) continue;
-      try {
-        for (const e of decodeTrailer(await repo.store.get(key, { signal }), key)) lost.set(e.id.toString('hex'), `pack ${pack.slice(0, 16)} is missing`);
-      } catch {
-        // unreadable index of a missing pack: the blob is simply in no pack
-      }
-    }
-    return lost;
-  }
   const bad = new Map<string, string>();
   const byPack = new Map<string, BlobLocation[]>();
   for (const hex of needed) {
     const locations = repo.catalog.locate(Buffer.from(hex, 'hex'));
-    if (locations.length === 0) bad.set(hex, (await lostPacks()).get(hex) ?? 'not in any pack');
+    // Manifests are written after their packs, so a referenced blob in no pack lost its pack.
+    if (locations.length === 0) bad.set(hex, 'in no pack: the pack that held it is missing');
     for (const l of locations) {
       const list = byPack.get(l.pack);
       if (list) list.push(l);

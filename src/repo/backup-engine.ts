@@ -1,6 +1,7 @@
 // The backup engine: reads a source slot by slot, skips zeros, hashes in a worker pool, stores
-// only chunks the repository lacks (into packs), builds the paged index and commits with the
-// manifest. Holds a lease throughout so a concurrent gc keeps everything it may reference.
+// only chunks the repository lacks (the workers seal them into packs, the main thread uploads
+// the packs), builds the paged index and commits with the manifest. Holds a lease throughout
+// so a concurrent gc keeps everything it may reference.
 
 import { availableParallelism } from 'node:os';
 import { throwIfAborted } from '../core/errors.js';
@@ -12,6 +13,7 @@ import { IndexBuilder } from './index-builder.js';
 import { pageCount, pageSlot, SLOTS_PER_PAGE, slotCount } from './index-format.js';
 import { Lease } from './leases.js';
 import type { Manifest } from './manifest.js';
+import { PackUploads } from './pack-uploads.js';
 import { Repository } from './repository.js';
 import { runBounded } from './run-bounded.js';
 
@@ -38,13 +40,24 @@ export interface BackupOptions {
 }
 
 const BATCH_BYTES = 4 * 1024 * 1024;
+/** Pack uploads at once; batches wait while they are all busy (bounded memory). */
+const UPLOADS_IN_FLIGHT = 2;
 
 export async function runBackup(repo: Repository, source: BackupSource, options: BackupOptions): Promise<Manifest> {
   const { signal } = options;
   const chunkSize = repo.config.chunkSize;
   const slots = slotCount(source.size, chunkSize);
   const lease = await Lease.acquire(repo.store, 'backup', { signal });
-  const pool = new ChunkPool(repo.masterKey, repo.config.compression.level, options.workers);
+  // Workers build and hash whole packs; the main thread only uploads them and records them.
+  let uploads: PackUploads | undefined = undefined;
+  const pool: ChunkPool = new ChunkPool(repo.masterKey, repo.config.compression.level, options.workers, {
+    packSize: repo.config.packSize,
+    onPack: (pack, worker) => uploads!.start(pack, worker),
+  });
+  uploads = new PackUploads(repo.store, {
+    onStored: (id, size, entries) => repo.catalog.addPack(id, size, entries),
+    recycle: (worker, buf) => pool.recycle(worker, buf),
+  }, { signal, maxInFlight: UPLOADS_IN_FLIGHT });
   try {
     // Lease first, then wait out any gc, then read what gc condemned: see repository-format.md.
     await waitForGc(repo.store, { signal });
@@ -59,7 +72,6 @@ export async function runBackup(repo: Repository, source: BackupSource, options:
     // Ids stored (or queued) by this backup; with the catalog, the dedup lookup.
     const session = new Set<string>();
     const known = (id: Buffer): boolean => session.has(id.toString('hex')) || repo.catalog.locate(id).some((l) => !condemned.has(l.pack));
-    const packs = repo.newPackWriter();
     let newChunks = 0;
     let newBytes = 0;
     let reused = 0;
@@ -68,7 +80,7 @@ export async function runBackup(repo: Repository, source: BackupSource, options:
     const storeBlob = async (id: Buffer, type: number, plain: Buffer): Promise<void> => {
       if (known(id)) return;
       session.add(id.toString('hex'));
-      await packs.add(id, type, repo.codec.seal(type, id, plain), signal);
+      await pool.sealBlob(id, type, plain);
     };
     const todoPerPage = new Int32Array(pageCount(slots));
     for (const [first, count] of todoSlots) {
@@ -90,6 +102,7 @@ export async function runBackup(repo: Repository, source: BackupSource, options:
     }
 
     const processBatch = async (first: number, count: number): Promise<void> => {
+      await uploads.ready();
       throwIfAborted(signal);
       const offset = first * chunkSize;
       const length = Math.min(count * chunkSize, source.size - offset);
@@ -124,13 +137,8 @@ export async function runBackup(repo: Repository, source: BackupSource, options:
             fresh.push(i);
           }
         }
-        const sealed = await pool.seal(hashed.handle, fresh);
-        for (const i of fresh) {
-          const blob = sealed.get(i)!;
-          newChunks++;
-          newBytes += blob.stored.length;
-          await packs.add(ids[i]!, BlobType.chunk, blob, signal);
-        }
+        newBytes += await pool.seal(hashed.handle, fresh);
+        newChunks += fresh.length;
       }
       zeroSlots += ids.filter((id) => !id).length;
       await index.set(first, ids);
@@ -142,7 +150,8 @@ export async function runBackup(repo: Repository, source: BackupSource, options:
     const root = index.root();
     const rootId = repo.codec.idOf(root);
     await storeBlob(rootId, BlobType.root, root);
-    await packs.flush(signal);
+    await pool.flushPacks();
+    await uploads.drain();
 
     const manifest: Manifest = {
       version: 1,
@@ -163,6 +172,7 @@ export async function runBackup(repo: Repository, source: BackupSource, options:
     await repo.writeManifest(manifest, { signal });
     return manifest;
   } finally {
+    await uploads.drain().catch(() => undefined);
     await pool.close();
     await lease.release().catch(() => undefined);
   }

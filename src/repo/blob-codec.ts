@@ -6,6 +6,7 @@ import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 import { blake3, Blake3Hasher } from '@napi-rs/blake-hash';
 import { Compressor, Decompressor } from 'zstd-napi';
+import zstd from 'zstd-napi/binding.js';
 import { RepoError } from './errors.js';
 import type { MasterKey } from './keys.js';
 
@@ -34,6 +35,21 @@ export interface BlobRef {
   readonly crc: number;
 }
 
+/** Bytes a sealed blob adds around its body: nonce and GCM tag. */
+const SEAL_OVERHEAD = 28;
+
+/** Most stored bytes a blob of `length` plaintext bytes can take (zstd bound, nonce, tag). */
+export function storedBound(length: number): number {
+  return zstd.compressBound(length) + SEAL_OVERHEAD;
+}
+
+/** Where sealInto put a blob: its stored length and the fields a pack entry records. */
+export interface SealedInto {
+  readonly length: number;
+  readonly flags: number;
+  readonly crc: number;
+}
+
 /** Chunks at least this long are probed with a sample before zstd gets the whole of them. */
 const PROBE_MIN = 32 * 1024;
 const PROBE_PIECES = 4;
@@ -45,10 +61,15 @@ export class BlobCodec {
   readonly #compressor = new Compressor();
   readonly #decompressor = new Decompressor();
   readonly #probe = Buffer.alloc(PROBE_PIECES * PROBE_PIECE);
+  // The same zstd settings, driven directly so output lands in the caller's buffer (no copies).
+  readonly #cctx = new zstd.CCtx();
+  readonly #dctx = new zstd.DCtx();
+  #scratch = Buffer.alloc(0);
 
   constructor(key: MasterKey | null, level: number) {
     this.#key = key;
     this.#compressor.setParameters({ compressionLevel: level });
+    this.#cctx.setParameter(zstd.CParameter.compressionLevel, level);
   }
 
   get encrypted(): boolean {
@@ -79,12 +100,48 @@ export class BlobCodec {
     return { stored: body, flags, rawLength: plain.byteLength, crc: crc32(body) };
   }
 
+  /**
+   * seal() that writes the stored bytes into `out` at `at` (which needs storedBound(plain)
+   * bytes of room) instead of allocating: zstd compresses straight into the pack buffer.
+   */
+  sealInto(type: number, id: Buffer, plain: Uint8Array, out: Buffer, at: number): SealedInto {
+    let flags = 0;
+    const target = this.#key ? this.#scratchOf(storedBound(plain.byteLength)) : out.subarray(at);
+    let length = 0;
+    if (this.#worthCompressing(plain)) {
+      length = this.#cctx.compress2(target, plain);
+      if (length < plain.byteLength) flags |= FLAG_ZSTD;
+    }
+    if (!(flags & FLAG_ZSTD)) {
+      target.set(plain);
+      length = plain.byteLength;
+    }
+    if (this.#key) {
+      const nonce = randomBytes(12);
+      const cipher = createCipheriv('aes-256-gcm', this.#key.dataKey, nonce);
+      cipher.setAAD(aad(id, type));
+      let w = at + nonce.copy(out, at);
+      w += cipher.update(target.subarray(0, length)).copy(out, w);
+      w += cipher.final().copy(out, w);
+      w += cipher.getAuthTag().copy(out, w);
+      length = w - at;
+      flags |= FLAG_SEALED;
+    }
+    return { length, flags, crc: crc32(out.subarray(at, at + length)) };
+  }
+
+  #scratchOf(length: number): Buffer {
+    if (this.#scratch.length < length) this.#scratch = Buffer.allocUnsafe(length);
+    return this.#scratch;
+  }
+
   /** False when four 2 KiB samples spread over a large blob do not compress (random data). */
   #worthCompressing(plain: Uint8Array): boolean {
     if (plain.byteLength < PROBE_MIN) return true;
     const step = Math.floor(plain.byteLength / PROBE_PIECES);
     for (let i = 0; i < PROBE_PIECES; i++) this.#probe.set(plain.subarray(i * step, i * step + PROBE_PIECE), i * PROBE_PIECE);
-    return this.#compressor.compress(this.#probe).length < this.#probe.length * 0.97;
+    const out = this.#scratchOf(storedBound(this.#probe.length));
+    return this.#cctx.compress2(out, this.#probe) < this.#probe.length * 0.97;
   }
 
   /** Recovers and checks the plaintext; ECORRUPT names which check failed (crc32 first). */
@@ -105,20 +162,59 @@ export class BlobCodec {
     }
   }
 
-  #open(ref: BlobRef, stored: Buffer, what: string): Buffer {
-    let body = stored;
-    if (ref.flags & FLAG_SEALED) {
-      if (!this.#key) throw new RepoError('ECORRUPT', `${what}: sealed blob in an unencrypted repository`);
-      if (body.length < 28) throw new RepoError('ECORRUPT', `${what}: sealed blob too short (${body.length} bytes)`);
-      try {
-        const decipher = createDecipheriv('aes-256-gcm', this.#key.dataKey, body.subarray(0, 12));
-        decipher.setAAD(aad(ref.id, ref.type));
-        decipher.setAuthTag(body.subarray(body.length - 16));
-        body = Buffer.concat([decipher.update(body.subarray(12, body.length - 16)), decipher.final()]);
-      } catch (err) {
-        throw new RepoError('ECORRUPT', `${what}: authentication failed (gcm tag mismatch)`, { cause: err });
-      }
+  /**
+   * open() that decompresses into `out` at `at` (which needs ref.rawLength bytes of room) and
+   * returns the checked plaintext: a view of `out`, or of `stored` when it was kept raw.
+   */
+  openInto(ref: BlobRef, stored: Buffer, where: string, out: Buffer, at: number): Buffer {
+    const what = `${typeName(ref.type)} ${ref.id.toString('hex').slice(0, 16)} in ${where}`;
+    const crcFailure = (): RepoError | undefined => (crc32(stored) !== ref.crc ? new RepoError('ECORRUPT', `${what}: crc32 mismatch (stored bytes damaged)`) : undefined);
+    if (ref.flags & FLAG_ZSTD && !(ref.flags & FLAG_SEALED)) {
+      const failure = crcFailure();
+      if (failure) throw failure;
     }
+    try {
+      let body = this.#decrypt(ref, stored, what);
+      if (ref.flags & FLAG_ZSTD) {
+        const target = out.subarray(at, at + ref.rawLength);
+        if (target.length !== ref.rawLength) throw new RepoError('EINVALID', `${what}: no room for ${ref.rawLength} bytes`);
+        let n: number;
+        try {
+          n = this.#dctx.decompress(target, body);
+        } catch (err) {
+          throw new RepoError('ECORRUPT', `${what}: zstd decompression failed`, { cause: err });
+        }
+        if (n !== ref.rawLength) throw new RepoError('ECORRUPT', `${what}: length ${n} differs from recorded ${ref.rawLength}`);
+        body = target;
+      }
+      return this.#check(ref, body, what);
+    } catch (err) {
+      throw crcFailure() ?? err;
+    }
+  }
+
+  #decrypt(ref: BlobRef, stored: Buffer, what: string): Buffer {
+    if (!(ref.flags & FLAG_SEALED)) return stored;
+    if (!this.#key) throw new RepoError('ECORRUPT', `${what}: sealed blob in an unencrypted repository`);
+    if (stored.length < SEAL_OVERHEAD) throw new RepoError('ECORRUPT', `${what}: sealed blob too short (${stored.length} bytes)`);
+    try {
+      const decipher = createDecipheriv('aes-256-gcm', this.#key.dataKey, stored.subarray(0, 12));
+      decipher.setAAD(aad(ref.id, ref.type));
+      decipher.setAuthTag(stored.subarray(stored.length - 16));
+      return Buffer.concat([decipher.update(stored.subarray(12, stored.length - 16)), decipher.final()]);
+    } catch (err) {
+      throw new RepoError('ECORRUPT', `${what}: authentication failed (gcm tag mismatch)`, { cause: err });
+    }
+  }
+
+  #check(ref: BlobRef, body: Buffer, what: string): Buffer {
+    if (body.length !== ref.rawLength) throw new RepoError('ECORRUPT', `${what}: length ${body.length} differs from recorded ${ref.rawLength}`);
+    if (!this.idOf(body).equals(ref.id)) throw new RepoError('ECORRUPT', `${what}: content hash mismatch`);
+    return body;
+  }
+
+  #open(ref: BlobRef, stored: Buffer, what: string): Buffer {
+    let body = this.#decrypt(ref, stored, what);
     if (ref.flags & FLAG_ZSTD) {
       try {
         body = this.#decompressor.decompress(body);
@@ -126,9 +222,7 @@ export class BlobCodec {
         throw new RepoError('ECORRUPT', `${what}: zstd decompression failed`, { cause: err });
       }
     }
-    if (body.length !== ref.rawLength) throw new RepoError('ECORRUPT', `${what}: length ${body.length} differs from recorded ${ref.rawLength}`);
-    if (!this.idOf(body).equals(ref.id)) throw new RepoError('ECORRUPT', `${what}: content hash mismatch`);
-    return body;
+    return this.#check(ref, body, what);
   }
 }
 

@@ -1,12 +1,14 @@
 // A pool of chunk workers (one per core): the backup engine hands it batches of slots to hash,
-// then asks the same worker to seal the slots the repository lacks. A batch stays pinned to the
-// worker that holds its bytes between the two steps. Restore hands it spans of packs to open.
+// then asks the same worker to seal the slots the repository lacks into the pack that worker
+// is building; finished packs come back through `onPack`, ready to upload. A batch stays pinned
+// to the worker that holds its bytes between the two steps. Restore hands it spans to open.
 
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { ID_LENGTH, type SealedBlob } from './blob-codec.js';
+import { ID_LENGTH } from './blob-codec.js';
 import { RepoError } from './errors.js';
 import type { MasterKey } from './keys.js';
+import type { AssembledPack } from './pack-assembler.js';
 import type { SpanBlob, WorkerReply, WorkerRequest } from './chunk-worker.js';
 
 export interface HashedBatch {
@@ -15,10 +17,28 @@ export interface HashedBatch {
   readonly ids: (Buffer | undefined)[];
 }
 
+export interface ChunkPoolOptions {
+  /** Target pack size for packs the workers build (backup only). */
+  readonly packSize?: number;
+  /** Receives every pack a worker finished; hand its buffer back with recycle() once stored. */
+  readonly onPack?: (pack: AssembledPack, worker: number) => void;
+}
+
+/** Plaintexts of an opened span (views into buffers the pool reuses after release()). */
+export interface OpenedSpan {
+  /** Entry i is blob i's plaintext, or an Error naming the failed check. */
+  readonly plains: (Buffer | Error)[];
+  /** Gives the buffers back to the pool; the plaintexts must not be used afterwards. */
+  readonly release: () => void;
+}
+
 interface Pending {
   resolve: (reply: WorkerReply) => void;
   reject: (err: unknown) => void;
 }
+
+/** Plaintext buffers kept for reuse by open(). */
+const MAX_SPARE_OUT = 8;
 
 export class ChunkPool {
   readonly #workers: Worker[] = [];
@@ -27,18 +47,25 @@ export class ChunkPool {
   #nextBatch = 0;
   // Batch buffers the workers handed back, reused for the next reads (bounded).
   readonly #spare: ArrayBuffer[] = [];
+  readonly #spareOut: ArrayBuffer[] = [];
   #failure: unknown;
 
-  constructor(key: MasterKey | null, level: number, size = availableParallelism()) {
+  constructor(key: MasterKey | null, level: number, size = availableParallelism(), options: ChunkPoolOptions = {}) {
     for (let i = 0; i < Math.max(1, size); i++) {
-      const worker = new Worker(new URL('./chunk-worker.js', import.meta.url), { workerData: { key, level } });
+      const worker = new Worker(new URL('./chunk-worker.js', import.meta.url), { workerData: { key, level, packSize: options.packSize ?? 0 } });
       const pending = new Map<number, Pending>();
       worker.on('message', (reply: WorkerReply) => {
+        if (reply.op === 'pack') {
+          options.onPack?.(reply.pack, i);
+          return;
+        }
         const waiter = pending.get(reply.batch);
         pending.delete(reply.batch);
-        if (!waiter) return;
-        if (reply.op === 'error') waiter.reject(new RepoError('EINVALID', `chunk worker failed: ${reply.message}`));
-        else waiter.resolve(reply);
+        if (reply.op === 'error') {
+          const err = new RepoError('EINVALID', `chunk worker failed: ${reply.message}`);
+          if (waiter) waiter.reject(err);
+          else this.#failure ??= err;
+        } else waiter?.resolve(reply);
       });
       const fail = (err: unknown): void => {
         this.#failure ??= err;
@@ -62,6 +89,12 @@ export class ChunkPool {
     });
   }
 
+  async #call<Op extends WorkerReply['op']>(worker: number, msg: WorkerRequest, transfer: ArrayBuffer[], op: Op): Promise<Extract<WorkerReply, { op: Op }>> {
+    const reply = await this.#send(worker, msg, transfer);
+    if (reply.op !== op) throw new RepoError('EINVALID', `unexpected chunk worker reply '${reply.op}'`);
+    return reply as Extract<WorkerReply, { op: Op }>;
+  }
+
   #leastBusy(): number {
     let worker = 0;
     for (let i = 1; i < this.#workers.length; i++) if (this.#pending[i]!.size < this.#pending[worker]!.size) worker = i;
@@ -71,7 +104,7 @@ export class ChunkPool {
   /** A buffer for a batch of `length` bytes: one a worker handed back, or a new one. */
   buffer(length: number): Buffer {
     const at = this.#spare.findIndex((b) => b.byteLength === length);
-    return at >= 0 ? Buffer.from(this.#spare.splice(at, 1)[0]!) : Buffer.allocUnsafe(length);
+    return at >= 0 ? Buffer.from(this.#spare.splice(at, 1)[0]!) : Buffer.from(new ArrayBuffer(length));
   }
 
   /** Hashes the slots of `data` (ownership moves to the pool); the last slot may be short. */
@@ -79,8 +112,7 @@ export class ChunkPool {
     const worker = this.#leastBusy();
     const batch = this.#nextBatch++;
     const buf = transferable(data);
-    const reply = await this.#send(worker, { op: 'hash', batch, buf: buf as ArrayBuffer, chunkSize }, [buf as ArrayBuffer]);
-    if (reply.op !== 'hashed') throw new RepoError('EINVALID', `unexpected chunk worker reply '${reply.op}'`);
+    const reply = await this.#call(worker, { op: 'hash', batch, buf, chunkSize }, [buf], 'hashed');
     const ids = Buffer.from(reply.ids);
     return {
       handle: { worker, batch },
@@ -88,28 +120,48 @@ export class ChunkPool {
     };
   }
 
-  /** Compresses and seals the given slots of a hashed batch and releases the batch. */
-  async seal(handle: HashedBatch['handle'], slots: readonly number[]): Promise<Map<number, SealedBlob>> {
-    const reply = await this.#send(handle.worker, { op: 'seal', batch: handle.batch, slots }, []);
-    if (reply.op !== 'sealed') throw new RepoError('EINVALID', `unexpected chunk worker reply '${reply.op}'`);
+  /** Seals the given slots of a hashed batch into the worker's pack, releases the batch; resolves the stored bytes. */
+  async seal(handle: HashedBatch['handle'], slots: readonly number[]): Promise<number> {
+    const reply = await this.#call(handle.worker, { op: 'seal', batch: handle.batch, slots }, [], 'sealed');
     if (reply.input && this.#spare.length < 8) this.#spare.push(reply.input);
-    const data = Buffer.from(reply.data);
-    return new Map(reply.blobs.map((b) => [b.slot, { stored: data.subarray(b.start, b.start + b.length), flags: b.flags, rawLength: b.rawLength, crc: b.crc }]));
+    return reply.storedBytes;
   }
 
-  /**
-   * Opens (checks, decrypts, decompresses) the blobs of a span of stored bytes (ownership moves
-   * to the pool). Entry i is blob i's plaintext, or an Error naming the failed check.
-   */
-  async open(data: Buffer, blobs: readonly SpanBlob[]): Promise<(Buffer | Error)[]> {
+  /** Seals one blob (an index page or root) into a worker's pack; resolves its stored bytes. */
+  async sealBlob(id: Buffer, type: number, plain: Buffer): Promise<number> {
+    const reply = await this.#call(this.#leastBusy(), { op: 'blob', batch: this.#nextBatch++, id, type, plain }, [], 'stored');
+    return reply.storedBytes;
+  }
+
+  /** Finishes every worker's open pack; each arrives through onPack before this resolves. */
+  async flushPacks(): Promise<void> {
+    await Promise.all(this.#workers.map((_, w) => this.#call(w, { op: 'flush', batch: this.#nextBatch++ }, [], 'flushed')));
+  }
+
+  /** Hands an uploaded pack's buffer back to the worker that built it. */
+  recycle(worker: number, buf: ArrayBuffer): void {
+    if (this.#failure === undefined) this.#workers[worker]?.postMessage({ op: 'recycle', batch: -1, buf } satisfies WorkerRequest, [buf]);
+  }
+
+  /** Opens (checks, decrypts, decompresses) the blobs of a span of stored bytes (ownership moves to the pool). */
+  async open(data: Buffer, blobs: readonly SpanBlob[]): Promise<OpenedSpan> {
     const worker = this.#leastBusy();
     const buf = transferable(data);
-    const reply = await this.#send(worker, { op: 'open', batch: this.#nextBatch++, buf, blobs }, [buf]);
-    if (reply.op !== 'opened') throw new RepoError('EINVALID', `unexpected chunk worker reply '${reply.op}'`);
-    return blobs.map((_, i) => {
-      const plain = reply.plains[i];
-      return plain ? Buffer.from(plain.buffer, plain.byteOffset, plain.byteLength) : new RepoError('ECORRUPT', reply.errors[i] ?? 'blob could not be opened');
+    const out = this.#spareOut.pop();
+    const reply = await this.#call(worker, { op: 'open', batch: this.#nextBatch++, buf, blobs, out }, out ? [buf, out] : [buf], 'opened');
+    const span = Buffer.from(reply.span);
+    const plainOut = Buffer.from(reply.out);
+    const plains = blobs.map((_, i) => {
+      const at = reply.blobs[i];
+      if (!at) return new RepoError('ECORRUPT', reply.errors[i] ?? 'blob could not be opened');
+      return (at.inOut ? plainOut : span).subarray(at.at, at.at + at.length);
     });
+    return {
+      plains,
+      release: () => {
+        if (this.#spareOut.length < MAX_SPARE_OUT) this.#spareOut.push(reply.out);
+      },
+    };
   }
 
   async close(): Promise<void> {

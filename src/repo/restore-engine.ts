@@ -61,27 +61,31 @@ export async function runRestore(repo: Repository, manifest: Manifest, target: s
         data = Buffer.alloc(0); // missing pack: each blob falls back to readBlob, which names the damage
       }
       const blobs = span.blobs.map(({ location: l }) => ({ at: l.offset - span.offset, id: l.id, type: l.type, flags: l.flags, storedLength: l.storedLength, rawLength: l.rawLength, crc: l.crc }));
-      const opened = data.length === span.length ? await pool.open(data, blobs) : blobs.map(() => new RepoError('ECORRUPT', 'short read'));
-      const writes: { slot: number; plain: Buffer }[] = [];
-      for (let i = 0; i < span.blobs.length; i++) {
-        const { location, slots } = span.blobs[i]!;
-        let plain = opened[i]!;
-        // A damaged copy: try the others, or get a precise error.
-        if (plain instanceof Error) plain = await repo.readBlob(location.id, location.type, { signal });
-        for (const slot of slots) {
-          const expected = Math.min(chunkSize, manifest.size - slot * chunkSize);
-          if (plain.length !== expected) throw new RepoError('ECORRUPT', `chunk for slot ${slot} is ${plain.length} bytes, expected ${expected}`);
-          writes.push({ slot, plain });
+      const opened = data.length === span.length ? await pool.open(data, blobs) : { plains: blobs.map(() => new RepoError('ECORRUPT', 'short read')), release: () => undefined };
+      try {
+        const writes: { slot: number; plain: Buffer }[] = [];
+        for (let i = 0; i < span.blobs.length; i++) {
+          const { location, slots } = span.blobs[i]!;
+          let plain = opened.plains[i]!;
+          // A damaged copy: try the others, or get a precise error.
+          if (plain instanceof Error) plain = await repo.readBlob(location.id, location.type, { signal });
+          for (const slot of slots) {
+            const expected = Math.min(chunkSize, manifest.size - slot * chunkSize);
+            if (plain.length !== expected) throw new RepoError('ECORRUPT', `chunk for slot ${slot} is ${plain.length} bytes, expected ${expected}`);
+            writes.push({ slot, plain });
+          }
         }
+        writes.sort((a, b) => a.slot - b.slot);
+        for (let i = 0; i < writes.length; ) {
+          let j = i + 1;
+          while (j < writes.length && j - i < MAX_IOV && writes[j]!.slot === writes[j - 1]!.slot + 1) j++;
+          await writeAll(file, coalesce(writes.slice(i, j).map((w) => w.plain)), writes[i]!.slot * chunkSize);
+          i = j;
+        }
+        bytesDone += writes.reduce((sum, w) => sum + w.plain.length, 0);
+      } finally {
+        opened.release();
       }
-      writes.sort((a, b) => a.slot - b.slot);
-      for (let i = 0; i < writes.length; ) {
-        let j = i + 1;
-        while (j < writes.length && j - i < MAX_IOV && writes[j]!.slot === writes[j - 1]!.slot + 1) j++;
-        await writeAll(file, writes.slice(i, j).map((w) => w.plain), writes[i]!.slot * chunkSize);
-        i = j;
-      }
-      bytesDone += writes.reduce((sum, w) => sum + w.plain.length, 0);
       options.onProgress?.({ bytesDone, bytesTotal: manifest.size });
     };
     await runBounded(spans(repo, manifest, pageIds, signal), fetchSpan, options.concurrency ?? 6, signal);
@@ -90,6 +94,17 @@ export async function runRestore(repo: Repository, manifest: Manifest, target: s
     await pool.close();
     await file.close();
   }
+}
+
+/** Merges buffers that sit back to back in one ArrayBuffer, so writev gets few, large pieces. */
+function coalesce(buffers: Buffer[]): Buffer[] {
+  const out: Buffer[] = [];
+  for (const b of buffers) {
+    const last = out[out.length - 1];
+    if (last && last.buffer === b.buffer && last.byteOffset + last.length === b.byteOffset) out[out.length - 1] = Buffer.from(b.buffer, last.byteOffset, last.length + b.length);
+    else out.push(b);
+  }
+  return out;
 }
 
 /** writev that finishes short writes. */

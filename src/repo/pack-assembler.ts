@@ -1,0 +1,91 @@
+// Builds pack objects inside a chunk worker: blobs are sealed straight into a reused pack
+// buffer, and a finished pack (header, blobs, trailer) is hashed there too, so the main thread
+// only uploads bytes it never copies or reads. Same pack format as PackWriter.
+
+import { blake3 } from '@napi-rs/blake-hash';
+import { storedBound, type BlobCodec } from './blob-codec.js';
+import { encodeTrailer, packHeader, PACK_HEADER_SIZE, type PackEntry } from './pack-format.js';
+
+/** A finished pack: `buf` holds it in [0, length); the trailer starts at `trailerAt`. */
+export interface AssembledPack {
+  readonly buf: ArrayBuffer;
+  readonly length: number;
+  readonly trailerAt: number;
+  readonly id: string;
+}
+
+/** Spare pack buffers kept for reuse (the main thread hands uploaded ones back). */
+const MAX_SPARE = 2;
+
+export class PackAssembler {
+  readonly #codec: BlobCodec;
+  readonly #targetSize: number;
+  readonly #spare: ArrayBuffer[] = [];
+  // The open pack: its buffer, fill level and entries so far.
+  #buf: Buffer | undefined;
+  #size = PACK_HEADER_SIZE;
+  #entries: PackEntry[] = [];
+
+  constructor(codec: BlobCodec, targetSize: number) {
+    this.#codec = codec;
+    this.#targetSize = targetSize;
+  }
+
+  /** Seals `plain` into the open pack; returns the stored length and any pack it finished. */
+  add(id: Buffer, type: number, plain: Uint8Array, finished: AssembledPack[]): number {
+    const bound = storedBound(plain.byteLength);
+    if (this.#buf && this.#size + bound > this.#buf.length) {
+      // A blob larger than the room left (an index root, say): close the pack early, or swap
+      // an empty buffer for a larger one.
+      const done = this.finish();
+      if (done) finished.push(done);
+      else this.recycle(this.#buf.buffer as ArrayBuffer);
+      this.#buf = undefined;
+    }
+    const buf = (this.#buf ??= this.#fresh(bound));
+    const sealed = this.#codec.sealInto(type, id, plain, buf, this.#size);
+    this.#entries.push({ id: Buffer.from(id), type, flags: sealed.flags, offset: this.#size, storedLength: sealed.length, rawLength: plain.byteLength, crc: sealed.crc });
+    this.#size += sealed.length;
+    if (this.#size >= this.#targetSize) finished.push(this.finish()!);
+    return sealed.length;
+  }
+
+  /** Closes the open pack (if any blob is in it): header, trailer, id. */
+  finish(): AssembledPack | undefined {
+    const buf = this.#buf;
+    if (!buf || this.#entries.length === 0) return undefined;
+    packHeader().copy(buf, 0);
+    const trailer = encodeTrailer(this.#entries);
+    const trailerAt = this.#size;
+    let out = buf;
+    if (trailerAt + trailer.length > buf.length) {
+      out = Buffer.from(new ArrayBuffer(trailerAt + trailer.length));
+      buf.copy(out, 0, 0, trailerAt);
+      this.recycle(buf.buffer as ArrayBuffer);
+    }
+    trailer.copy(out, trailerAt);
+    const length = trailerAt + trailer.length;
+    const id = blake3(out.subarray(0, length)).toString('hex');
+    this.#buf = undefined;
+    this.#size = PACK_HEADER_SIZE;
+    this.#entries = [];
+    return { buf: out.buffer as ArrayBuffer, length, trailerAt, id };
+  }
+
+  /** Takes back a pack buffer once it is uploaded. */
+  recycle(buf: ArrayBuffer): void {
+    if (this.#spare.length < MAX_SPARE && buf.byteLength >= this.#capacity(0)) this.#spare.push(buf);
+  }
+
+  /** Room for a full pack: the target, one more blob past it, and a trailer for small blobs. */
+  #capacity(bound: number): number {
+    return this.#targetSize + Math.max(bound, storedBound(1 << 20)) + (this.#targetSize >> 6);
+  }
+
+  #fresh(bound: number): Buffer {
+    const need = this.#capacity(bound);
+    const at = this.#spare.findIndex((b) => b.byteLength >= need);
+    if (at >= 0) return Buffer.from(this.#spare.splice(at, 1)[0]!);
+    return Buffer.from(new ArrayBuffer(need));
+  }
+}

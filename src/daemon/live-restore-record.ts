@@ -19,6 +19,8 @@ export interface LiveRestoreRequest {
   readonly keyFile?: string;
   /** Repository passphrase (kept in the 0600 record until the restore ends). */
   readonly passphrase?: string;
+  /** Background copy rate cap in bytes of disk per second. */
+  readonly rateLimit?: number;
 }
 
 export interface LiveRestoreRecord extends Omit<LiveRestoreRequest, 'name' | 'backup'> {
@@ -44,7 +46,18 @@ export function parseLiveRestoreRequest(body: unknown): LiveRestoreRequest {
     if (typeof v !== 'string' || v === '') throw new UsageError(`field '${key}' must be a non-empty string, got ${JSON.stringify(v)}`);
     return v;
   };
-  const request = { name: field('name', true)!, repo: field('repo', true)!, backup: field('backup', true)!, keyFile: field('keyFile', false), passphrase: field('passphrase', false) };
+  const rate = b.rateLimit;
+  if (rate !== undefined && rate !== null && !(typeof rate === 'number' && Number.isSafeInteger(rate) && rate > 0)) {
+    throw new UsageError(`field 'rateLimit' must be a positive number of bytes per second, got ${JSON.stringify(rate)}`);
+  }
+  const request = {
+    name: field('name', true)!,
+    repo: field('repo', true)!,
+    backup: field('backup', true)!,
+    keyFile: field('keyFile', false),
+    passphrase: field('passphrase', false),
+    ...(typeof rate === 'number' ? { rateLimit: rate } : {}),
+  };
   if (request.keyFile !== undefined && request.passphrase !== undefined) throw new UsageError("give 'keyFile' or 'passphrase', not both");
   return request;
 }

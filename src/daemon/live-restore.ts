@@ -9,6 +9,7 @@ import { BackupDevice } from '../block/drivers/backup-device.js';
 import { RawFileDevice } from '../block/drivers/raw-file-device.js';
 import { describeError, UsageError } from '../core/errors.js';
 import { DurableOverlayDevice } from '../jobs/instant-restore/durable-overlay.js';
+import { fillThrottle } from '../jobs/instant-restore/fill-throttle.js';
 import { loadFillMap, saveFillMap, syncDir } from '../jobs/instant-restore/fill-map.js';
 import { OverlayDevice } from '../jobs/instant-restore/overlay-device.js';
 import type { Manifest } from '../repo/manifest.js';
@@ -34,17 +35,19 @@ export class LiveRestore {
   readonly #repo: Repository;
   readonly #backup: BackupDevice;
   readonly #initial: Uint8Array | undefined;
+  readonly #rateLimit: number | undefined;
   readonly #log: (line: string) => void;
   #device: DurableOverlayDevice | undefined;
   #finished = false;
 
-  private constructor(state: StateDir, disk: string, repo: Repository, backup: BackupDevice, initial: Uint8Array | undefined, log: (line: string) => void) {
+  private constructor(state: StateDir, disk: string, repo: Repository, backup: BackupDevice, initial: Uint8Array | undefined, rateLimit: number | undefined, log: (line: string) => void) {
     this.#state = state;
     this.disk = disk;
     this.#repo = repo;
     this.#backup = backup;
     this.manifest = backup.manifest;
     this.#initial = initial;
+    this.#rateLimit = rateLimit;
     this.#log = log;
   }
 
@@ -67,7 +70,7 @@ export class LiveRestore {
         await writeRecord(state, request.name, { ...rest, backup: manifest.id, startedAt: new Date().toISOString() });
         await writeFile(state.meta(request.name), `${JSON.stringify({ name: request.name, size: manifest.size, createdAt: new Date().toISOString(), restoredFrom: manifest.id })}\n`);
         await syncDir(state.diskDir(request.name));
-        return new LiveRestore(state, request.name, repo, await BackupDevice.open(repo, manifest), undefined, log);
+        return new LiveRestore(state, request.name, repo, await BackupDevice.open(repo, manifest), undefined, request.rateLimit, log);
       } catch (err) {
         await rm(state.diskDir(request.name), { recursive: true, force: true });
         throw err;
@@ -88,7 +91,7 @@ export class LiveRestore {
       checkGranularity(manifest);
       const blocks = Math.ceil(manifest.size / manifest.chunkSize);
       const initial = (await loadFillMap(restorePaths(state, disk).map, manifest.chunkSize, blocks)) ?? new Uint8Array(blocks);
-      return new LiveRestore(state, disk, repo, await BackupDevice.open(repo, manifest), initial, log);
+      return new LiveRestore(state, disk, repo, await BackupDevice.open(repo, manifest), initial, record.rateLimit, log);
     } catch (err) {
       repo.close();
       throw err;
@@ -116,7 +119,7 @@ export class LiveRestore {
     const device = this.#device;
     if (!device) throw new Error('live restore started before attach');
     const started = Date.now();
-    device.startFill().then(
+    device.startFill({ throttle: this.#rateLimit ? fillThrottle(this.#rateLimit) : undefined }).then(
       async () => {
         this.#finished = true;
         await removeRecord(this.#state, this.disk);

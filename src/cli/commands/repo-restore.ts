@@ -10,7 +10,7 @@ import type { BlockDevice } from '../../block/block-device.js';
 import { NbdDevice } from '../../block/drivers/nbd-device.js';
 import { RawFileDevice } from '../../block/drivers/raw-file-device.js';
 import { FleeceError, UsageError } from '../../core/errors.js';
-import { formatSize } from '../../core/size.js';
+import { formatSize, parseSize } from '../../core/size.js';
 import type { DiskInfo } from '../../daemon/daemon.js';
 import { checkRestoreTarget, restoreToDevice } from '../../jobs/restore/device-restore.js';
 import { verifyTarget, type VerifyTargetReport } from '../../jobs/restore/verify-target.js';
@@ -28,6 +28,7 @@ interface RestoreFlags extends RepoFlags {
   readonly wait?: boolean;
   readonly state?: string;
   readonly concurrency: string;
+  readonly rateLimit?: string;
 }
 
 /** An opened target: a file path (restored by the file engine) or a block device. */
@@ -49,6 +50,7 @@ export function registerRestore(program: Command): void {
     .option('--verify-only', 'only compare the target with the backup; write nothing')
     .option('--live', 'disk:NAME only: the daemon serves the disk at once and copies the backup in the background')
     .option('--wait', 'with --live: wait until the background copy is complete')
+    .option('--rate-limit <bytes/s>', 'with --live: copy in the background at most this fast, e.g. 50M (reads by the guest are not limited)')
     .option('--concurrency <n>', 'chunks fetched and written at once (NBD and disk targets)', '8')
     .option('--no-sync', 'skip the final fsync of an image file (faster; the data may still be in the page cache)')
     .option('--json', 'print json; progress as json lines on stderr')
@@ -60,7 +62,7 @@ file path (or FLEECE_PASSWORD) are sent over the owner-only API socket and kept,
       const concurrency = Number(flags.concurrency);
       if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 256) throw new UsageError(`invalid --concurrency '${flags.concurrency}': expected 1-256`);
       if (flags.live) return liveRestore(id, spec, flags);
-      if (flags.wait) throw new UsageError('--wait applies to --live only');
+      if (flags.wait || flags.rateLimit !== undefined) throw new UsageError('--wait and --rate-limit apply to --live only');
       const repo = await openRepo(flags);
       const controller = new AbortController();
       const onSignal = (): void => controller.abort();
@@ -188,6 +190,7 @@ async function liveRestore(id: string, spec: string, flags: RestoreFlags): Promi
     name,
     repo: location.startsWith('s3://') ? location : resolve(location),
     backup: manifest.id,
+    ...(flags.rateLimit !== undefined ? { rateLimit: parseSize(flags.rateLimit, '--rate-limit') } : {}),
     ...(encrypted && keyFile !== undefined ? { keyFile: resolve(keyFile) } : {}),
     ...(encrypted && passphrase !== undefined ? { passphrase } : {}),
   });

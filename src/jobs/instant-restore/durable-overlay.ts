@@ -62,10 +62,10 @@ export class DurableOverlayDevice implements BlockDevice {
   }
 
   /** Starts copying every remaining block; resolves when done (the map is then all ones and durable). */
-  startFill(options: { concurrency?: number } = {}): Promise<void> {
+  startFill(options: { concurrency?: number; throttle?: (bytes: number, signal?: AbortSignal) => Promise<void> } = {}): Promise<void> {
     this.#fill ??= (async () => {
       try {
-        await this.overlay.fill({ concurrency: options.concurrency, signal: this.#fillAbort.signal });
+        await this.overlay.fill({ concurrency: options.concurrency, throttle: options.throttle, signal: this.#fillAbort.signal });
         await this.persist();
         this.#state = 'done';
       } catch (err) {

@@ -129,7 +129,9 @@ export class OverlayDevice implements BlockDevice {
   }
 
   /** Copies every block not yet in the overlay from the base; zero blocks are only marked. */
-  async fill(options: { concurrency?: number; signal?: AbortSignal; onProgress?: (done: number, total: number) => void } = {}): Promise<void> {
+  async fill(
+    options: { concurrency?: number; signal?: AbortSignal; onProgress?: (done: number, total: number) => void; throttle?: (bytes: number, signal?: AbortSignal) => Promise<void> } = {},
+  ): Promise<void> {
     const total = this.#inOverlay.length;
     let next = 0;
     const worker = async (): Promise<void> => {
@@ -138,6 +140,7 @@ export class OverlayDevice implements BlockDevice {
         if (this.#closed) throw new BlockError('ESHUTDOWN', 'fill: overlay device is closed');
         const block = next++;
         if (this.#inOverlay[block]) continue;
+        await options.throttle?.(Math.min(this.granularity, this.size - block * this.granularity), options.signal);
         await this.#copyUp(block, true, options.signal);
         options.onProgress?.(this.#blocksInOverlay, total);
       }

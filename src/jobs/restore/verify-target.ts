@@ -10,12 +10,12 @@ import type { Repository } from '../../repo/repository.js';
 import { runBounded } from '../../repo/run-bounded.js';
 import { slotRuns, type SlotRun } from './slot-runs.js';
 
-/** Read size for zero runs. */
+/** Read size for zero runs (rounded to whole slots). */
 const ZERO_PIECE = 1024 * 1024;
 
 export interface VerifyTargetReport {
   readonly bytesChecked: number;
-  /** Byte ranges (a data slot, or a piece of a zero run) whose content differs from the backup. */
+  /** Slots (offset, length in bytes) whose content differs from the backup. */
   readonly mismatches: readonly { readonly offset: number; readonly length: number }[];
 }
 
@@ -29,17 +29,24 @@ export async function verifyTarget(
   const slots = await BackupSlots.open(repo, manifest, { signal });
   const mismatches: { offset: number; length: number }[] = [];
   let bytesChecked = 0;
+  const chunkSize = manifest.chunkSize;
+  const pieceLength = chunkSize * Math.max(1, Math.floor(ZERO_PIECE / chunkSize)); // whole slots
   const step = async (run: SlotRun): Promise<void> => {
     if (run.kind === 'data') {
       const bytes = Buffer.allocUnsafe(run.length);
       await target.read(run.offset, bytes, { signal });
       if (!repo.codec.idOf(bytes).equals(run.id)) mismatches.push({ offset: run.offset, length: run.length });
     } else {
-      const piece = Buffer.allocUnsafe(Math.min(ZERO_PIECE, run.length));
+      const piece = Buffer.allocUnsafe(Math.min(pieceLength, run.length));
       for (let at = run.offset; at < run.offset + run.length; at += piece.length) {
         const view = piece.subarray(0, Math.min(piece.length, run.offset + run.length - at));
         await target.read(at, view, { signal });
-        if (!isAllZero(view)) mismatches.push({ offset: at, length: view.length });
+        if (isAllZero(view)) continue;
+        // Name the slots that differ, as for data slots.
+        for (let within = 0; within < view.length; within += chunkSize) {
+          const slot = view.subarray(within, within + chunkSize);
+          if (!isAllZero(slot)) mismatches.push({ offset: at + within, length: slot.length });
+        }
       }
     }
     bytesChecked += run.length;

@@ -11,7 +11,6 @@ import { runBackup } from '../src/repo/backup-engine.js';
 import { Repository } from '../src/repo/repository.js';
 import { runRestore } from '../src/repo/restore-engine.js';
 import type { Store } from '../src/repo/store.js';
-import { CacheStore } from '../src/repo/stores/cache-store.js';
 import { CountingStore, requestCount, type StoreCounts } from '../src/repo/stores/counting-store.js';
 import { LimitStore } from '../src/repo/stores/limit-store.js';
 import { LocalStore } from '../src/repo/stores/local-store.js';
@@ -20,7 +19,7 @@ import type { S3Store } from '../src/repo/stores/s3-store.js';
 import { startRgw } from '../test/helpers/rgw.js';
 import { median, ratioCell, table, writeSection } from './lib/report.js';
 
-const IMAGE_BYTES = Number(process.env.BENCH_S3_MIB ?? 512) * 2 ** 20;
+const IMAGE_BYTES = Number(process.env.BENCH_S3_MIB ?? 1024) * 2 ** 20;
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const CONCURRENCY = 16;
 const MIB = 2 ** 20;
@@ -32,6 +31,8 @@ interface Run {
   /** S3 only: requests of the backup, of the restore; plain GET throughput. */
   backupCounts?: StoreCounts;
   restoreCounts?: StoreCounts;
+  /** Backup requests by operation and key area ('put packs': 33). */
+  backupKinds?: Record<string, number>;
   getMBps?: number;
 }
 
@@ -112,11 +113,15 @@ export async function runS3Bench(): Promise<void> {
 
       const raw = await rgw.store('bench', `run-${i}/`);
       const counting = new CountingStore(raw);
-      const stack = new CacheStore(new RetryStore(new LimitStore(counting, CONCURRENCY)), join(dir, `cache-${i}`));
+      const stack = new RetryStore(new LimitStore(counting, CONCURRENCY));
       let backupCounts: StoreCounts | undefined;
-      const r = await backupAndRestore(stack, image, join(dir, 'out'), () => (backupCounts = counting.reset()));
+      let backupKinds: Record<string, number> | undefined;
+      const r = await backupAndRestore(stack, image, join(dir, 'out'), () => {
+        backupKinds = counting.byKind;
+        backupCounts = counting.reset();
+      });
       const restoreCounts = counting.reset();
-      s3.push({ backupMBps: IMAGE_BYTES / MIB / r.backupS, restoreMBps: IMAGE_BYTES / MIB / r.restoreS, newBytes: r.newBytes, backupCounts, restoreCounts, getMBps: await plainGets(raw) });
+      s3.push({ backupMBps: IMAGE_BYTES / MIB / r.backupS, restoreMBps: IMAGE_BYTES / MIB / r.restoreS, newBytes: r.newBytes, backupCounts, restoreCounts, backupKinds, getMBps: await plainGets(raw) });
       await emptyStore(raw); // memstore keeps everything in RAM
       await raw.close();
     }
@@ -138,10 +143,11 @@ export async function runS3Bench(): Promise<void> {
         ['restore / plain GETs', ratioCell(med(s3, (r) => r.restoreMBps / r.getMBps!), { min: 0.8 }), ''],
       ]),
       `Requests of the last run: backup ${describe(last.backupCounts!)}; restore ${describe(last.restoreCounts!)}.`,
+      `Where the backup's requests go (last run, \`init\` included): ${Object.entries(last.backupKinds!).map(([kind, n]) => `${kind} ${n}`).join(', ')}.`,
       `A ${IMAGE_BYTES / MIB} MiB random image (all new data), default repository settings (64 KiB chunks, 32 MiB packs), ` +
         `backed up through the engine in-process and restored on a fresh catalog; median of ${RUNS} runs, local and S3 alternated. ` +
         `radosgw: single-node Ceph with a memstore OSD on loopback (\`scripts/rgw.sh\`); S3 stack as \`openStore\` builds it ` +
-        `(cache, retry, ${CONCURRENCY} requests in flight), requests counted below the retry layer. Plain GETs: ${CONCURRENCY} in flight over the same pack objects.`,
+        `(retry, ${CONCURRENCY} requests in flight), requests counted below the retry layer. Plain GETs: ${CONCURRENCY} in flight over the same pack objects.`,
     ].join('\n\n');
     await writeSection({ name: 's3', title: 'S3 store: radosgw vs local directory', body });
     process.stdout.write(`${body}\n`);

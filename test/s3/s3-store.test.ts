@@ -1,5 +1,5 @@
 // The store conformance suite against a real Ceph radosgw: the bare S3Store, and the full stack
-// `openStore('s3://…')` builds (cache, retries, concurrency limit), plus S3-specific behaviour.
+// `openStore('s3://…')` builds (retries, concurrency limit), plus S3-specific behaviour.
 
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';

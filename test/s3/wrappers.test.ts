@@ -1,20 +1,16 @@
-// Store wrappers (retry, concurrency limit, counting, read cache) over a memory store with
+// Store wrappers (retry, concurrency limit, counting) over a memory store with
 // injected faults: what each promises, asserted by counting the calls that reach the store.
 
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { test } from 'node:test';
 import type { GetOptions, PutOptions, Store, StoreEntry, StoreSignal, StoreStat } from '../../src/repo/store.js';
-import { CacheStore } from '../../src/repo/stores/cache-store.js';
 import { CountingStore, requestCount } from '../../src/repo/stores/counting-store.js';
 import { LimitStore } from '../../src/repo/stores/limit-store.js';
 import { MemoryStore } from '../../src/repo/stores/memory-store.js';
 import { parseS3Location } from '../../src/repo/stores/open-store.js';
 import { RetryStore } from '../../src/repo/stores/retry-store.js';
 import { S3StoreError } from '../../src/repo/stores/s3-errors.js';
-import { scratchDir } from '../helpers/tools.js';
 import { runStoreConformance } from '../repo/store-conformance.js';
 
 const transient = (): S3StoreError => new S3StoreError('s3 request failed (http 503)', { retryable: true, status: 503 });
@@ -81,11 +77,6 @@ runStoreConformance('retry(limit(counting(memory)))', async () => ({
   store: new RetryStore(new LimitStore(new CountingStore(new MemoryStore()), 4), fast),
   cleanup: async () => undefined,
 }), { keyCount: 300 });
-
-runStoreConformance('cache(memory)', async () => {
-  const dir = await scratchDir('fleece-cache-');
-  return { store: new CacheStore(new MemoryStore(), dir.path, { cacheable: () => true }), cleanup: dir.cleanup };
-}, { keyCount: 300 });
 
 test('retry: transient failures are retried until success; refusals are not', async () => {
   const flaky = new FlakyStore();
@@ -188,61 +179,12 @@ test('counting: requests and bytes are counted, list pages by 1000 keys', async 
   await assert.rejects(store.get('a'));
   for (let i = 0; i < 2500; i++) await memory.put(`p/${i}`, Buffer.alloc(0));
   for await (const entry of store.list('p/')) void entry;
+  assert.deepEqual(store.byKind, { 'delete a': 1, 'get a': 3, 'list p': 3, 'put a': 1, 'stat a': 1 });
   const counts = store.reset();
   assert.deepEqual(counts, { put: 1, get: 3, stat: 1, list: 3, delete: 1, errors: 1, bytesWritten: 100, bytesRead: 110 });
+  assert.deepEqual(store.byKind, {});
   assert.equal(requestCount(counts), 9);
   assert.equal(requestCount(store.counts), 0);
-});
-
-test('cache: immutable objects are read from the store once; others always', async () => {
-  const dir = await scratchDir('fleece-cache-');
-  try {
-    const counting = new CountingStore(new MemoryStore());
-    const store = new CacheStore(counting, dir.path);
-    const index = randomBytes(5000);
-    await counting.put('index/packs/abc', index);
-    await counting.put('manifests/m', Buffer.from('m1'));
-    counting.reset();
-    for (let i = 0; i < 3; i++) assert.ok((await store.get('index/packs/abc')).equals(index));
-    assert.ok((await store.get('index/packs/abc', { range: { offset: 10, length: 20 } })).equals(index.subarray(10, 30)));
-    for (let i = 0; i < 3; i++) assert.equal((await store.get('manifests/m')).toString(), 'm1');
-    assert.equal(counting.counts.get, 4, 'one pack-index fetch, three manifest fetches');
-    assert.equal(store.hits, 3);
-    // A manifest rewritten or deleted elsewhere is seen at once: never cached.
-    await counting.delete('manifests/m');
-    await assert.rejects(store.get('manifests/m'));
-    assert.deepEqual(await readdir(dir.path), ['index']);
-  } finally {
-    await dir.cleanup();
-  }
-});
-
-test('cache: a damaged cache file is detected and refetched; the cache is rebuildable', async () => {
-  const dir = await scratchDir('fleece-cache-');
-  try {
-    const counting = new CountingStore(new MemoryStore());
-    const store = new CacheStore(counting, dir.path);
-    const data = randomBytes(3000);
-    await store.put('index/packs/p1', data);
-    counting.reset();
-    assert.ok((await store.get('index/packs/p1')).equals(data));
-    assert.equal(counting.counts.get, 0, 'put fills the cache');
-    const file = join(dir.path, 'index', 'packs', 'p1');
-    const bytes = await readFile(file);
-    bytes[100]! ^= 0xff;
-    await writeFile(file, bytes);
-    assert.ok((await store.get('index/packs/p1')).equals(data));
-    assert.equal(counting.counts.get, 1);
-    await writeFile(file, Buffer.alloc(0));
-    assert.ok((await store.get('index/packs/p1')).equals(data));
-    assert.equal(counting.counts.get, 2);
-    await dir.cleanup();
-    assert.ok((await store.get('index/packs/p1')).equals(data), 'works with the cache directory gone');
-    await store.delete('index/packs/p1');
-    await assert.rejects(store.get('index/packs/p1'), (err: unknown) => (err as { code?: string }).code === 'ENOTFOUND');
-  } finally {
-    await dir.cleanup();
-  }
 });
 
 test('s3 locations parse; bad buckets are refused quoting the value', () => {

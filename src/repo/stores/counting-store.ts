@@ -28,9 +28,17 @@ export function requestCount(counts: StoreCounts): number {
   return counts.put + counts.get + counts.stat + counts.list + counts.delete;
 }
 
+/** `op area` of a request, the area being a key's first segment: 'put packs', 'list manifests'. */
+function requestKind(op: string, key: string): string {
+  const slash = key.indexOf('/');
+  return `${op} ${slash < 0 ? key || '(root)' : key.slice(0, slash)}`;
+}
+
 export class CountingStore implements Store {
   readonly #inner: Store;
   #counts = emptyCounts();
+  // Requests by kind (see requestKind), reset with the counts.
+  #byKind = new Map<string, number>();
 
   constructor(inner: Store) {
     this.#inner = inner;
@@ -41,15 +49,27 @@ export class CountingStore implements Store {
     return { ...this.#counts };
   }
 
-  /** Returns the counts so far and starts again from zero. */
+  /** Requests so far by operation and key area, e.g. `{ 'put packs': 33, 'get leases': 1 }`. */
+  get byKind(): Record<string, number> {
+    return Object.fromEntries([...this.#byKind].sort(([a], [b]) => (a < b ? -1 : 1)));
+  }
+
+  /** Returns the counts so far and starts again from zero (the breakdown too). */
   reset(): StoreCounts {
     const counts = this.#counts;
     this.#counts = emptyCounts();
+    this.#byKind = new Map();
     return counts;
   }
 
-  async #count<T>(op: 'put' | 'get' | 'stat' | 'delete', call: () => Promise<T>): Promise<T> {
+  #tally(op: string, key: string): void {
+    const kind = requestKind(op, key);
+    this.#byKind.set(kind, (this.#byKind.get(kind) ?? 0) + 1);
+  }
+
+  async #count<T>(op: 'put' | 'get' | 'stat' | 'delete', key: string, call: () => Promise<T>): Promise<T> {
     this.#counts[op]++;
+    this.#tally(op, key);
     try {
       return await call();
     } catch (err) {
@@ -59,31 +79,35 @@ export class CountingStore implements Store {
   }
 
   async put(key: string, data: Uint8Array, options?: PutOptions): Promise<{ written: boolean }> {
-    const result = await this.#count('put', () => this.#inner.put(key, data, options));
+    const result = await this.#count('put', key, () => this.#inner.put(key, data, options));
     this.#counts.bytesWritten += data.length;
     return result;
   }
 
   async get(key: string, options?: GetOptions): Promise<Buffer> {
-    const data = await this.#count('get', () => this.#inner.get(key, options));
+    const data = await this.#count('get', key, () => this.#inner.get(key, options));
     this.#counts.bytesRead += data.length;
     return data;
   }
 
   stat(key: string, options?: StoreSignal): Promise<StoreStat> {
-    return this.#count('stat', () => this.#inner.stat(key, options));
+    return this.#count('stat', key, () => this.#inner.stat(key, options));
   }
 
   delete(key: string, options?: StoreSignal): Promise<void> {
-    return this.#count('delete', () => this.#inner.delete(key, options));
+    return this.#count('delete', key, () => this.#inner.delete(key, options));
   }
 
   async *list(prefix: string, options?: StoreSignal): AsyncIterable<StoreEntry> {
     this.#counts.list++;
+    this.#tally('list', prefix);
     let n = 0;
     try {
       for await (const entry of this.#inner.list(prefix, options)) {
-        if (++n % LIST_PAGE_KEYS === 1 && n > 1) this.#counts.list++;
+        if (++n % LIST_PAGE_KEYS === 1 && n > 1) {
+          this.#counts.list++;
+          this.#tally('list', prefix);
+        }
         yield entry;
       }
     } catch (err) {

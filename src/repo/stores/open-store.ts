@@ -1,6 +1,6 @@
-// Turns a repository location into a Store: `s3://BUCKET[/PREFIX]` is an S3 bucket behind a
-// local read cache, retries and a concurrency limit; anything else is a local directory.
-// Environment: AWS_* for the endpoint/region/credentials, FLEECE_S3_* and FLEECE_CACHE_DIR.
+// Turns a repository location into a Store: `s3://BUCKET[/PREFIX]` is an S3 bucket behind
+// retries and a concurrency limit; anything else is a local directory. Environment: AWS_* for
+// the endpoint/region/credentials, FLEECE_S3_*, and FLEECE_CACHE_DIR (where the catalog lives).
 
 import { createHash } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
@@ -8,7 +8,6 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { RepoError } from '../errors.js';
 import type { Store } from '../store.js';
-import { CacheStore } from './cache-store.js';
 import { LimitStore } from './limit-store.js';
 import { LocalStore } from './local-store.js';
 import { RetryStore } from './retry-store.js';
@@ -48,7 +47,7 @@ function envInt(name: string, fallback: number): number {
   return Number.isInteger(value) && value > 0 ? value : fallback;
 }
 
-/** Where an S3 repository's read cache lives; undefined when FLEECE_CACHE_DIR=none. */
+/** Where this host keeps an S3 repository's catalog; undefined when FLEECE_CACHE_DIR=none. */
 export function s3CacheDir(location: S3Location): string | undefined {
   const base = process.env.FLEECE_CACHE_DIR || join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'fleece');
   if (base === 'none') return undefined;
@@ -79,12 +78,13 @@ export async function openStore(location: string, options: OpenStoreOptions = {}
   const store = new RetryStore(new LimitStore(raw, envInt('FLEECE_S3_CONCURRENCY', 16)), { attempts: envInt('FLEECE_S3_ATTEMPTS', 6) });
   try {
     if (options.create) await raw.ensureBucket(options);
+    // The host's catalog (see catalogPathFor) is the cache of everything immutable: manifests
+    // and pack trailers are fetched once per host, so no object cache sits in front of S3.
+    const cacheDir = s3CacheDir(s3);
+    if (cacheDir) await mkdir(cacheDir, { recursive: true });
   } catch (err) {
     await store.close();
     throw err;
   }
-  const cacheDir = s3CacheDir(s3);
-  if (!cacheDir) return store;
-  await mkdir(cacheDir, { recursive: true });
-  return new CacheStore(store, cacheDir);
+  return store;
 }

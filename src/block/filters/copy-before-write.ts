@@ -3,31 +3,19 @@
 // the old data of the clusters it still protects, then writes in place. Overlapping guest writes
 // complete in arrival order. Creating a snapshot quiesces writes so it falls between two requests.
 
-import type { BlockCapabilities, BlockDevice, Extent, IoOptions, WriteOptions, ZeroOptions } from '../block-device.js';
+import type { WriteOptions, ZeroOptions } from '../block-device.js';
 import { BlockError } from '../errors.js';
+import { FilterDevice } from './filter-device.js';
 import { RangeTracker } from './range-tracker.js';
 import { Snapshot, type SnapshotOptions } from './snapshot.js';
 
-export class CopyBeforeWriteDevice implements BlockDevice {
-  readonly #child: BlockDevice;
+export class CopyBeforeWriteDevice extends FilterDevice {
   // Guest writes in flight, in arrival order (overlapping ones wait for earlier ones).
   readonly #writes = new RangeTracker();
   readonly #snapshots = new Map<string, Snapshot>();
   // While set, new writes wait on it (snapshot creation); resolved when the pause ends.
   #gate: Promise<void> | undefined;
   #copies = 0;
-
-  constructor(child: BlockDevice) {
-    this.#child = child;
-  }
-
-  get size(): number {
-    return this.#child.size;
-  }
-
-  get capabilities(): BlockCapabilities {
-    return this.#child.capabilities;
-  }
 
   /** Old clusters copied into fleecing caches since this filter was created. */
   get copies(): number {
@@ -49,7 +37,7 @@ export class CopyBeforeWriteDevice implements BlockDevice {
   async createSnapshot(options: SnapshotOptions, atPoint?: () => void | Promise<void>): Promise<Snapshot> {
     if (this.#snapshots.has(options.name)) throw new BlockError('EINVAL', `snapshot '${options.name}' already exists`);
     return this.quiesce(async () => {
-      const snapshot = new Snapshot(this.#child, options, () => this.#copies++);
+      const snapshot = new Snapshot(this.child, options, () => this.#copies++);
       await atPoint?.();
       this.#snapshots.set(snapshot.name, snapshot);
       return snapshot;
@@ -78,38 +66,22 @@ export class CopyBeforeWriteDevice implements BlockDevice {
     }
   }
 
-  read(offset: number, target: Uint8Array, options?: IoOptions): Promise<void> {
-    return this.#child.read(offset, target, options);
+  override write(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
+    return this.#guarded(offset, data.length, () => this.child.write(offset, data, options));
   }
 
-  write(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
-    return this.#guarded(offset, data.length, () => this.#child.write(offset, data, options));
+  override writeZeroes(offset: number, length: number, options?: ZeroOptions): Promise<void> {
+    return this.#guarded(offset, length, () => this.child.writeZeroes(offset, length, options));
   }
 
-  writeZeroes(offset: number, length: number, options?: ZeroOptions): Promise<void> {
-    return this.#guarded(offset, length, () => this.#child.writeZeroes(offset, length, options));
-  }
-
-  discard(offset: number, length: number, options?: WriteOptions): Promise<void> {
-    return this.#guarded(offset, length, () => this.#child.discard(offset, length, options));
-  }
-
-  flush(options?: IoOptions): Promise<void> {
-    return this.#child.flush(options);
-  }
-
-  cache(offset: number, length: number, options?: IoOptions): Promise<void> {
-    return this.#child.cache(offset, length, options);
-  }
-
-  blockStatus(offset: number, length: number, options?: IoOptions): Promise<Extent[]> {
-    return this.#child.blockStatus(offset, length, options);
+  override discard(offset: number, length: number, options?: WriteOptions): Promise<void> {
+    return this.#guarded(offset, length, () => this.child.discard(offset, length, options));
   }
 
   /** Releases every snapshot, then closes the child. */
-  async close(): Promise<void> {
+  override async close(): Promise<void> {
     for (const name of [...this.#snapshots.keys()]) await this.releaseSnapshot(name);
-    await this.#child.close();
+    await this.child.close();
   }
 
   async #guarded(offset: number, length: number, io: () => Promise<void>): Promise<void> {

@@ -1,7 +1,8 @@
 // A pool of chunk workers (one per core): the backup engine hands it batches of slots to hash,
 // then asks the same worker to seal the slots the repository lacks into the pack that worker
 // is building; finished packs come back through `onPack`, ready to upload. A batch stays pinned
-// to the worker that holds its bytes between the two steps. Restore hands it spans to open.
+// to the worker that holds its bytes between the two steps. Restore hands it spans to open and
+// write into the image.
 
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
@@ -24,12 +25,11 @@ export interface ChunkPoolOptions {
   readonly onPack?: (pack: AssembledPack, worker: number) => void;
 }
 
-/** Plaintexts of an opened span (views into buffers the pool reuses after release()). */
-export interface OpenedSpan {
-  /** Entry i is blob i's plaintext, or an Error naming the failed check. */
-  readonly plains: (Buffer | Error)[];
-  /** Gives the buffers back to the pool; the plaintexts must not be used afterwards. */
-  readonly release: () => void;
+/** What openToFile did: per blob an Error (that blob was not written) or undefined. */
+export interface WrittenSpan {
+  readonly errors: (Error | undefined)[];
+  /** Bytes written to the file. */
+  readonly written: number;
 }
 
 interface Pending {
@@ -37,8 +37,8 @@ interface Pending {
   reject: (err: unknown) => void;
 }
 
-/** Plaintext buffers kept for reuse by open(). */
-const MAX_SPARE_OUT = 8;
+/** Span buffers kept for reuse by spanBuffer(). */
+const MAX_SPARE_SPANS = 8;
 
 export class ChunkPool {
   readonly #workers: Worker[] = [];
@@ -47,7 +47,7 @@ export class ChunkPool {
   #nextBatch = 0;
   // Batch buffers the workers handed back, reused for the next reads (bounded).
   readonly #spare: ArrayBuffer[] = [];
-  readonly #spareOut: ArrayBuffer[] = [];
+  readonly #spareSpans: ArrayBuffer[] = [];
   #failure: unknown;
 
   constructor(key: MasterKey | null, level: number, size = availableParallelism(), options: ChunkPoolOptions = {}) {
@@ -143,25 +143,23 @@ export class ChunkPool {
     if (this.#failure === undefined) this.#workers[worker]?.postMessage({ op: 'recycle', batch: -1, buf } satisfies WorkerRequest, [buf]);
   }
 
-  /** Opens (checks, decrypts, decompresses) the blobs of a span of stored bytes (ownership moves to the pool). */
-  async open(data: Buffer, blobs: readonly SpanBlob[]): Promise<OpenedSpan> {
+  /** A buffer of at least `length` bytes to read a span into (reused after release()). */
+  spanBuffer(length: number): Buffer {
+    const at = this.#spareSpans.findIndex((b) => b.byteLength >= length);
+    return at >= 0 ? Buffer.from(this.#spareSpans.splice(at, 1)[0]!, 0, length) : Buffer.from(new ArrayBuffer(length));
+  }
+
+  /**
+   * Opens (checks, decrypts, decompresses) the blobs of a span of stored bytes and writes blob
+   * i's plaintext to `fd` at every offset in `targets[i]`. `data` (ownership moves to the pool,
+   * which reuses it for spanBuffer()) starts at blob offset 0.
+   */
+  async openToFile(data: Buffer, blobs: readonly SpanBlob[], fd: number, targets: readonly (readonly number[])[]): Promise<WrittenSpan> {
     const worker = this.#leastBusy();
-    const buf = transferable(data);
-    const out = this.#spareOut.pop();
-    const reply = await this.#call(worker, { op: 'open', batch: this.#nextBatch++, buf, blobs, out }, out ? [buf, out] : [buf], 'opened');
-    const span = Buffer.from(reply.span);
-    const plainOut = Buffer.from(reply.out);
-    const plains = blobs.map((_, i) => {
-      const at = reply.blobs[i];
-      if (!at) return new RepoError('ECORRUPT', reply.errors[i] ?? 'blob could not be opened');
-      return (at.inOut ? plainOut : span).subarray(at.at, at.at + at.length);
-    });
-    return {
-      plains,
-      release: () => {
-        if (this.#spareOut.length < MAX_SPARE_OUT) this.#spareOut.push(reply.out);
-      },
-    };
+    const buf = data.byteOffset === 0 ? (data.buffer as ArrayBuffer) : transferable(data);
+    const reply = await this.#call(worker, { op: 'open', batch: this.#nextBatch++, buf, blobs, fd, targets }, [buf], 'opened');
+    if (this.#spareSpans.length < MAX_SPARE_SPANS) this.#spareSpans.push(reply.span);
+    return { written: reply.written, errors: blobs.map((_, i) => (reply.errors[i] === undefined ? undefined : new RepoError('ECORRUPT', reply.errors[i]))) };
   }
 
   async close(): Promise<void> {

@@ -1,8 +1,10 @@
 // Worker thread of the chunk pool: hashes a batch of slots (and spots all-zero ones), keeps the
 // batch until the main thread says which slots the repository lacks, then seals only those,
 // straight into the pack it is building. Two steps so a mostly-unchanged disk costs hashing,
-// not compression. For restore, it opens (checks, decrypts, decompresses) a span of a pack.
+// not compression. For restore, it opens (checks, decrypts, decompresses) a span of a pack
+// and writes the plaintexts into the image itself (pwritev on a shared fd: no copy back).
 
+import { writevSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { BlobCodec, BlobType, ID_LENGTH, isAllZero } from './blob-codec.js';
 import type { MasterKey } from './keys.js';
@@ -14,8 +16,8 @@ export type WorkerRequest =
   | { readonly op: 'blob'; readonly batch: number; readonly id: Uint8Array; readonly type: number; readonly plain: Uint8Array }
   | { readonly op: 'flush'; readonly batch: number }
   | { readonly op: 'recycle'; readonly batch: number; readonly buf: ArrayBuffer }
-  /** `out` (optional) is a buffer to reuse for the plaintexts. */
-  | { readonly op: 'open'; readonly batch: number; readonly buf: ArrayBuffer; readonly blobs: readonly SpanBlob[]; readonly out?: ArrayBuffer };
+  /** Opens a span's blobs and writes blob i's plaintext to `fd` at each offset in `targets[i]`. */
+  | { readonly op: 'open'; readonly batch: number; readonly buf: ArrayBuffer; readonly blobs: readonly SpanBlob[]; readonly fd: number; readonly targets: readonly (readonly number[])[] };
 
 /** A stored blob inside a span buffer; `at` is its offset in the buffer. */
 export interface SpanBlob {
@@ -28,13 +30,6 @@ export interface SpanBlob {
   readonly crc: number;
 }
 
-/** Where blob i's plaintext is: in the span itself (kept raw) or in the output buffer. */
-export interface OpenedBlob {
-  readonly inOut: boolean;
-  readonly at: number;
-  readonly length: number;
-}
-
 export type WorkerReply =
   | { readonly op: 'hashed'; readonly batch: number; readonly ids: ArrayBuffer; readonly zero: Uint8Array }
   /** `input` is the batch's buffer handed back for reuse (no fresh allocation per batch). */
@@ -43,8 +38,8 @@ export type WorkerReply =
   | { readonly op: 'flushed'; readonly batch: number }
   /** A finished pack, sent unasked (batch -1) before the reply of the request that filled it. */
   | { readonly op: 'pack'; readonly batch: number; readonly pack: AssembledPack }
-  /** `blobs[i]` locates blob i's plaintext, or is undefined with `errors[i]` when it failed its checks. */
-  | { readonly op: 'opened'; readonly batch: number; readonly span: ArrayBuffer; readonly out: ArrayBuffer; readonly blobs: (OpenedBlob | undefined)[]; readonly errors: (string | undefined)[] }
+  /** `errors[i]` says why blob i failed its checks (and was not written); `span` comes back for reuse. */
+  | { readonly op: 'opened'; readonly batch: number; readonly span: ArrayBuffer; readonly written: number; readonly errors: (string | undefined)[] }
   | { readonly op: 'error'; readonly batch: number; readonly message: string };
 
 interface WorkerInit {
@@ -72,28 +67,72 @@ function sendPacks(finished: AssembledPack[]): void {
   for (const pack of finished) send({ op: 'pack', batch: -1, pack }, [pack.buf]);
 }
 
+// Restore's plaintext buffer, reused span after span (grown when a span needs more).
+let plainBuf = Buffer.alloc(0);
+/** Buffers per writev call (Linux IOV_MAX is 1024). */
+const MAX_IOV = 1024;
+
 function openSpan(msg: Extract<WorkerRequest, { op: 'open' }>): void {
   const span = Buffer.from(msg.buf);
   const need = msg.blobs.reduce((sum, b) => sum + (b.flags ? b.rawLength : 0), 0);
-  const out = Buffer.from(msg.out && msg.out.byteLength >= need ? msg.out : new ArrayBuffer(Math.max(need, 1)));
-  const blobs: (OpenedBlob | undefined)[] = [];
+  if (plainBuf.length < need) plainBuf = Buffer.allocUnsafeSlow(need);
   const errors: (string | undefined)[] = [];
+  const writes: { offset: number; plain: Buffer }[] = [];
   let used = 0;
   msg.blobs.forEach((b, i) => {
     try {
       const stored = span.subarray(b.at, b.at + b.storedLength);
       if (stored.length !== b.storedLength) throw new Error('short read');
       const ref = { ...b, id: Buffer.from(b.id.buffer, b.id.byteOffset, b.id.byteLength) };
-      let plain = codec.openInto(ref, stored, 'span', out, used);
-      if (plain.buffer !== out.buffer && plain.buffer !== span.buffer) plain = out.subarray(used, used + plain.copy(out, used)); // decrypted raw
-      const inOut = plain.buffer === out.buffer;
-      blobs[i] = { inOut, at: plain.byteOffset - (inOut ? out.byteOffset : span.byteOffset), length: plain.length };
-      if (inOut) used += plain.length;
+      let plain = codec.openInto(ref, stored, 'span', plainBuf, used);
+      if (plain.buffer !== plainBuf.buffer && plain.buffer !== span.buffer) plain = plainBuf.subarray(used, used + plain.copy(plainBuf, used)); // decrypted raw
+      if (plain.buffer === plainBuf.buffer) used += plain.length;
+      for (const offset of msg.targets[i]!) writes.push({ offset, plain });
     } catch (err) {
       errors[i] = err instanceof Error ? err.message : String(err);
     }
   });
-  send({ op: 'opened', batch: msg.batch, span: msg.buf, out: out.buffer as ArrayBuffer, blobs, errors }, [msg.buf, out.buffer as ArrayBuffer]);
+  const written = writeRuns(msg.fd, writes);
+  send({ op: 'opened', batch: msg.batch, span: msg.buf, written, errors }, [msg.buf]);
+}
+
+/** Writes plaintexts at their offsets: one pwritev per run of back-to-back targets, adjacent buffers merged. */
+function writeRuns(fd: number, writes: { offset: number; plain: Buffer }[]): number {
+  writes.sort((a, b) => a.offset - b.offset);
+  let total = 0;
+  for (let i = 0; i < writes.length; ) {
+    const position = writes[i]!.offset;
+    const iov: Buffer[] = [];
+    let end = position;
+    for (; i < writes.length && writes[i]!.offset === end && iov.length < MAX_IOV; i++) {
+      const { plain } = writes[i]!;
+      const last = iov[iov.length - 1];
+      if (last && last.buffer === plain.buffer && last.byteOffset + last.length === plain.byteOffset) iov[iov.length - 1] = Buffer.from(last.buffer, last.byteOffset, last.length + plain.length);
+      else iov.push(plain);
+      end += plain.length;
+    }
+    writeAll(fd, iov, position);
+    total += end - position;
+  }
+  return total;
+}
+
+function writeAll(fd: number, iov: Buffer[], position: number): void {
+  let rest = iov;
+  while (rest.length > 0) {
+    let n = writevSync(fd, rest, position);
+    if (n === 0) throw new Error(`writing the restored image at offset ${position} made no progress`);
+    position += n;
+    const next: Buffer[] = [];
+    for (const b of rest) {
+      if (n >= b.length) n -= b.length;
+      else {
+        next.push(n > 0 ? b.subarray(n) : b);
+        n = 0;
+      }
+    }
+    rest = next;
+  }
 }
 
 function handle(msg: WorkerRequest): void {

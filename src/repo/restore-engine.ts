@@ -1,7 +1,7 @@
 // Restore: rebuilds a backup's image into a file. Zero slots are left as holes (the file is
 // truncated to size first); data slots are fetched in coalesced range reads, several at once,
-// each blob checked (crc, gcm tag, hash) in the chunk worker pool, then written with one writev
-// per run of consecutive slots. The main thread only plans and does I/O.
+// each blob checked (crc, gcm tag, hash) in the chunk worker pool, which also writes the
+// plaintexts (one pwritev per run of consecutive slots). The main thread plans and reads.
 
 import { open, type FileHandle } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
@@ -14,6 +14,7 @@ import type { Manifest } from './manifest.js';
 import { packKey } from './pack-format.js';
 import type { Repository } from './repository.js';
 import { runBounded } from './run-bounded.js';
+import type { ReadsInto } from './stores/local-store.js';
 
 export interface RestoreProgress {
   readonly bytesDone: number;
@@ -40,8 +41,6 @@ interface Span {
 
 const WINDOW_BYTES = 32 * 1024 * 1024;
 const MAX_SPAN = 4 * 1024 * 1024;
-/** Buffers per writev call (Linux IOV_MAX is 1024). */
-const MAX_IOV = 1024;
 const MAX_GAP = 256 * 1024;
 
 export async function runRestore(repo: Repository, manifest: Manifest, target: string, options: RestoreOptions = {}): Promise<void> {
@@ -53,38 +52,38 @@ export async function runRestore(repo: Repository, manifest: Manifest, target: s
   try {
     await file.truncate(manifest.size);
     const chunkSize = manifest.chunkSize;
+    // A local store reads into buffers the pool reuses; other stores allocate per read.
+    const readInto = (repo.store as Partial<ReadsInto>).readInto?.bind(repo.store);
     const fetchSpan = async (span: Span): Promise<void> => {
       let data: Buffer;
       try {
-        data = await repo.store.get(packKey(span.pack), { range: { offset: span.offset, length: span.length }, signal });
+        if (readInto) {
+          data = pool.spanBuffer(span.length);
+          data = data.subarray(0, await readInto(packKey(span.pack), span.offset, data, { signal }));
+        } else {
+          data = await repo.store.get(packKey(span.pack), { range: { offset: span.offset, length: span.length }, signal });
+        }
       } catch {
         data = Buffer.alloc(0); // missing pack: each blob falls back to readBlob, which names the damage
       }
       const blobs = span.blobs.map(({ location: l }) => ({ at: l.offset - span.offset, id: l.id, type: l.type, flags: l.flags, storedLength: l.storedLength, rawLength: l.rawLength, crc: l.crc }));
-      const opened = data.length === span.length ? await pool.open(data, blobs) : { plains: blobs.map(() => new RepoError('ECORRUPT', 'short read')), release: () => undefined };
-      try {
-        const writes: { slot: number; plain: Buffer }[] = [];
-        for (let i = 0; i < span.blobs.length; i++) {
-          const { location, slots } = span.blobs[i]!;
-          let plain = opened.plains[i]!;
-          // A damaged copy: try the others, or get a precise error.
-          if (plain instanceof Error) plain = await repo.readBlob(location.id, location.type, { signal });
-          for (const slot of slots) {
-            const expected = Math.min(chunkSize, manifest.size - slot * chunkSize);
-            if (plain.length !== expected) throw new RepoError('ECORRUPT', `chunk for slot ${slot} is ${plain.length} bytes, expected ${expected}`);
-            writes.push({ slot, plain });
-          }
+      const targets = span.blobs.map(({ location, slots }) => slots.map((slot) => {
+        const expected = Math.min(chunkSize, manifest.size - slot * chunkSize);
+        if (location.rawLength !== expected) throw new RepoError('ECORRUPT', `chunk for slot ${slot} is ${location.rawLength} bytes, expected ${expected}`);
+        return slot * chunkSize;
+      }));
+      const done = data.length === span.length ? await pool.openToFile(data, blobs, file.fd, targets) : { written: 0, errors: blobs.map(() => new RepoError('ECORRUPT', 'short read')) };
+      bytesDone += done.written;
+      for (let i = 0; i < span.blobs.length; i++) {
+        if (!done.errors[i]) continue;
+        // A damaged copy: try the others, or get a precise error.
+        const { location } = span.blobs[i]!;
+        const plain = await repo.readBlob(location.id, location.type, { signal });
+        for (const position of targets[i]!) {
+          if (plain.length !== location.rawLength) throw new RepoError('ECORRUPT', `chunk for slot ${position / chunkSize} is ${plain.length} bytes, expected ${location.rawLength}`);
+          await writeAll(file, [plain], position);
+          bytesDone += plain.length;
         }
-        writes.sort((a, b) => a.slot - b.slot);
-        for (let i = 0; i < writes.length; ) {
-          let j = i + 1;
-          while (j < writes.length && j - i < MAX_IOV && writes[j]!.slot === writes[j - 1]!.slot + 1) j++;
-          await writeAll(file, coalesce(writes.slice(i, j).map((w) => w.plain)), writes[i]!.slot * chunkSize);
-          i = j;
-        }
-        bytesDone += writes.reduce((sum, w) => sum + w.plain.length, 0);
-      } finally {
-        opened.release();
       }
       options.onProgress?.({ bytesDone, bytesTotal: manifest.size });
     };
@@ -94,17 +93,6 @@ export async function runRestore(repo: Repository, manifest: Manifest, target: s
     await pool.close();
     await file.close();
   }
-}
-
-/** Merges buffers that sit back to back in one ArrayBuffer, so writev gets few, large pieces. */
-function coalesce(buffers: Buffer[]): Buffer[] {
-  const out: Buffer[] = [];
-  for (const b of buffers) {
-    const last = out[out.length - 1];
-    if (last && last.buffer === b.buffer && last.byteOffset + last.length === b.byteOffset) out[out.length - 1] = Buffer.from(b.buffer, last.byteOffset, last.length + b.length);
-    else out.push(b);
-  }
-  return out;
 }
 
 /** writev that finishes short writes. */

@@ -11,7 +11,13 @@ import { checkKey, notFound, type GetOptions, type PutOptions, type Store, type 
 
 const TEMP_PREFIX = '.tmp-';
 
-export class LocalStore implements Store {
+/** Stores that can read a range into a caller's buffer (restore reuses its span buffers). */
+export interface ReadsInto {
+  /** Reads bytes [offset, offset + target.length) of an object into target; resolves how many exist. */
+  readInto(key: string, offset: number, target: Uint8Array, options?: StoreSignal): Promise<number>;
+}
+
+export class LocalStore implements Store, ReadsInto {
   readonly root: string;
 
   constructor(root: string) {
@@ -82,6 +88,29 @@ export class LocalStore implements Store {
         done += bytesRead;
       }
       return done === n ? buffer : buffer.subarray(0, done);
+    } finally {
+      await handle.close();
+    }
+  }
+
+  async readInto(key: string, offset: number, target: Uint8Array, options: StoreSignal = {}): Promise<number> {
+    const path = this.#path(key);
+    throwIfAborted(options.signal);
+    let handle;
+    try {
+      handle = await open(path, 'r');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw notFound(key, err);
+      throw err;
+    }
+    try {
+      let done = 0;
+      while (done < target.length) {
+        const { bytesRead } = await handle.read(target, done, target.length - done, offset + done);
+        if (bytesRead === 0) break;
+        done += bytesRead;
+      }
+      return done;
     } finally {
       await handle.close();
     }

@@ -13,6 +13,7 @@ import {
   S3Client,
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
+import { Readable } from 'node:stream';
 import { throwIfAborted } from '../../core/errors.js';
 import { RepoError } from '../errors.js';
 import { checkKey, notFound, type GetOptions, type PutOptions, type Store, type StoreEntry, type StoreSignal, type StoreStat } from '../store.js';
@@ -86,8 +87,7 @@ export class S3Store implements Store {
     try {
       const response = await this.#client.send(command, { abortSignal: options.signal });
       if (!response.Body) return Buffer.alloc(0);
-      const bytes = await response.Body.transformToByteArray();
-      return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      return await readBody(response.Body, response.ContentLength);
     } catch (err) {
       if (isS3Status(err, 404) && !isNoSuchBucket(err)) throw notFound(key, err);
       // 416: the range starts at or past the end of an existing object, which holds no such bytes.
@@ -157,6 +157,28 @@ export class S3Store implements Store {
   async close(): Promise<void> {
     if (this.#ownsClient) this.#client.destroy();
   }
+}
+
+/**
+ * A response body as one Buffer. In Node the body is the HTTP response stream: with its
+ * Content-Length known, chunks are copied into one unzeroed buffer as they arrive, instead of
+ * kept until the end and concatenated into a zero-filled one (the SDK's way), which halves the
+ * copying and the garbage of a restore's multi-MiB range reads.
+ */
+async function readBody(body: unknown, length: number | undefined): Promise<Buffer> {
+  if (!(body instanceof Readable) || length === undefined || !Number.isSafeInteger(length) || length < 0) {
+    const bytes = await (body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray();
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  }
+  const out = Buffer.allocUnsafe(length);
+  let at = 0;
+  for await (const chunk of body as AsyncIterable<Buffer>) {
+    if (at + chunk.length > length) throw new RepoError('ECORRUPT', `s3 response body longer than its content-length ${length}`);
+    chunk.copy(out, at);
+    at += chunk.length;
+  }
+  if (at !== length) throw new RepoError('ECORRUPT', `s3 response body ended after ${at} of ${length} bytes`);
+  return out;
 }
 
 function isNoSuchBucket(err: unknown): boolean {

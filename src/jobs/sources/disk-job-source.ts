@@ -34,6 +34,7 @@ export async function openDiskJobSource(name: string, options: OpenJobSourceOpti
   const plan = planDiskBackup({ disk: options.disk, size: info.size, chunkSize, bitmaps: info.bitmaps, backups: repo.catalog.backups(options.disk), parent });
   notices.push(...plan.notices);
   const bitmap = plan.kind === 'incremental' ? plan.bitmap.name : undefined;
+  const parentId = plan.kind === 'incremental' ? plan.parent.id : undefined;
 
   const snapshot = backupSnapshotName();
   const created = await daemon.createSnapshot(name, snapshot, bitmap, { signal });
@@ -49,7 +50,7 @@ export async function openDiskJobSource(name: string, options: OpenJobSourceOpti
       // what changed between the parent and this view, and exactly what the snapshot protects.
       changed = await dirtyRanges(device, context, { signal });
       const bytes = changed.reduce((sum, r) => sum + r.length, 0);
-      notices.push(`incremental on backup ${plan.kind === 'incremental' ? plan.parent.id.slice(0, 12) : ''}: ${formatSize(bytes)} changed of ${formatSize(info.size)}`);
+      notices.push(`incremental on backup ${parentId!.slice(0, 12)}: ${formatSize(bytes)} changed of ${formatSize(info.size)}`);
     }
   } catch (err) {
     await device?.close().catch(() => undefined);
@@ -61,7 +62,7 @@ export async function openDiskJobSource(name: string, options: OpenJobSourceOpti
   return {
     source,
     changed,
-    parent: plan.kind === 'incremental' ? plan.parent.id : undefined,
+    parent: parentId,
     time: created.createdAt,
     checkpoint,
     notices,

@@ -33,7 +33,7 @@ export function registerDisk(program: Command): void {
 
   common(disk.command('list').description('list disks')).action(async (opts: StateOpts) => {
     const { disks } = await ApiClient.fromState(opts.state).call<{ disks: DiskInfo[] }>('GET', '/disks');
-    const lines = disks.map((d) => `${d.name}\t${formatSize(d.size)}\tbitmaps: ${d.bitmaps.map((b) => b.name).join(',') || '-'}\tsnapshots: ${d.snapshots.join(',') || '-'}`);
+    const lines = disks.map((d) => `${d.name}\t${formatSize(d.size)}\tbitmaps: ${d.bitmaps.map((b) => b.name).join(',') || '-'}\tsnapshots: ${d.snapshots.join(',') || '-'}${d.restore ? `\trestore: ${d.restore.state} ${d.restore.percent}% of ${d.restore.backup.slice(0, 8)}` : ''}`);
     print(opts, disks, lines.join('\n'));
   });
 

@@ -3,6 +3,7 @@
 // it all back and compares; --live makes the daemon serve disk:NAME at once and copy meanwhile.
 
 import type { Command } from 'commander';
+import { setMaxListeners } from 'node:events';
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ApiClient } from '../../api/api-client.js';
@@ -65,6 +66,7 @@ file path (or FLEECE_PASSWORD) are sent over the owner-only API socket and kept,
       if (flags.wait || flags.rateLimit !== undefined) throw new UsageError('--wait and --rate-limit apply to --live only');
       const repo = await openRepo(flags);
       const controller = new AbortController();
+      setMaxListeners(4 * concurrency + 16, controller.signal); // each request in flight listens for abort
       const onSignal = (): void => controller.abort();
       process.once('SIGINT', onSignal);
       process.once('SIGTERM', onSignal);

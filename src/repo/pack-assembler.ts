@@ -2,7 +2,7 @@
 // buffer, and a finished pack (header, blobs, trailer) is hashed there too, so the main thread
 // only uploads bytes it never copies or reads. Same pack format as PackWriter.
 
-import { blake3 } from '@napi-rs/blake-hash';
+import { Blake3Hasher } from '@napi-rs/blake-hash';
 import { storedBound, type BlobCodec } from './blob-codec.js';
 import { encodeTrailer, packHeader, PACK_HEADER_SIZE, type PackEntry } from './pack-format.js';
 
@@ -21,7 +21,9 @@ export class PackAssembler {
   readonly #codec: BlobCodec;
   readonly #targetSize: number;
   readonly #spare: ArrayBuffer[] = [];
-  // The open pack: its buffer, fill level and entries so far.
+  // The open pack: its buffer, fill level, entries so far, and the hash of its bytes so far
+  // (fed blob by blob while the bytes are still in the cache).
+  readonly #hasher = new Blake3Hasher();
   #buf: Buffer | undefined;
   #size = PACK_HEADER_SIZE;
   #entries: PackEntry[] = [];
@@ -42,8 +44,9 @@ export class PackAssembler {
       else this.recycle(this.#buf.buffer as ArrayBuffer);
       this.#buf = undefined;
     }
-    const buf = (this.#buf ??= this.#fresh(bound));
+    const buf = (this.#buf ??= this.#start(bound));
     const sealed = this.#codec.sealInto(type, id, plain, buf, this.#size);
+    this.#hasher.update(buf.subarray(this.#size, this.#size + sealed.length));
     this.#entries.push({ id: Buffer.from(id), type, flags: sealed.flags, offset: this.#size, storedLength: sealed.length, rawLength: plain.byteLength, crc: sealed.crc });
     this.#size += sealed.length;
     if (this.#size >= this.#targetSize) finished.push(this.finish()!);
@@ -54,7 +57,6 @@ export class PackAssembler {
   finish(): AssembledPack | undefined {
     const buf = this.#buf;
     if (!buf || this.#entries.length === 0) return undefined;
-    packHeader().copy(buf, 0);
     const trailer = encodeTrailer(this.#entries);
     const trailerAt = this.#size;
     let out = buf;
@@ -65,7 +67,7 @@ export class PackAssembler {
     }
     trailer.copy(out, trailerAt);
     const length = trailerAt + trailer.length;
-    const id = blake3(out.subarray(0, length)).toString('hex');
+    const id = this.#hasher.update(trailer).digestBuffer().toString('hex');
     this.#buf = undefined;
     this.#size = PACK_HEADER_SIZE;
     this.#entries = [];
@@ -82,10 +84,15 @@ export class PackAssembler {
     return this.#targetSize + Math.max(bound, storedBound(1 << 20)) + (this.#targetSize >> 6);
   }
 
-  #fresh(bound: number): Buffer {
+  /** A buffer for a new pack, its header written and hashed. */
+  #start(bound: number): Buffer {
     const need = this.#capacity(bound);
     const at = this.#spare.findIndex((b) => b.byteLength >= need);
-    if (at >= 0) return Buffer.from(this.#spare.splice(at, 1)[0]!);
-    return Buffer.from(new ArrayBuffer(need));
+    const buf = at >= 0 ? Buffer.from(this.#spare.splice(at, 1)[0]!) : Buffer.from(new ArrayBuffer(need));
+    const header = packHeader();
+    header.copy(buf, 0);
+    this.#hasher.reset();
+    this.#hasher.update(header);
+    return buf;
   }
 }

@@ -35,7 +35,7 @@ export class DurableOverlayDevice implements BlockDevice {
   // (it takes its snapshot of settled blocks only when it starts, so it covers their writes).
   #running: Promise<void> = Promise.resolve();
   #queued: Promise<void> | undefined;
-  #savedDone = -1;
+  #savedCount = -1;
   #closed = false;
 
   constructor(overlay: OverlayDevice, options: DurableOverlayOptions) {
@@ -43,7 +43,7 @@ export class DurableOverlayDevice implements BlockDevice {
     this.#save = options.save;
     this.#log = options.log ?? (() => {});
     this.#timer = setInterval(() => {
-      if (this.overlay.progress.done !== this.#savedDone) this.persist().catch((err: unknown) => this.#log(`fill map save failed: ${describeError(err)}`));
+      if (this.overlay.settledCount !== this.#savedCount) this.persist().catch((err: unknown) => this.#log(`fill map save failed: ${describeError(err)}`));
     }, options.intervalMs ?? 1000);
     this.#timer.unref();
   }
@@ -82,11 +82,12 @@ export class DurableOverlayDevice implements BlockDevice {
     if (this.#queued) return this.#queued;
     const run = this.#running.then(async () => {
       this.#queued = undefined;
-      const blocks = this.overlay.settledBlocks();
-      const done = this.overlay.progress.done;
+      const count = this.overlay.settledCount;
+      const blocks = count === this.#savedCount ? undefined : this.overlay.settledBlocks();
       await this.overlay.flush(options);
-      await this.#save(blocks);
-      this.#savedDone = done;
+      // An unchanged map needs no save: a flush alone makes the new writes to settled blocks durable.
+      if (blocks) await this.#save(blocks);
+      this.#savedCount = count;
     });
     this.#queued = run;
     this.#running = run.catch(() => {});

@@ -34,6 +34,7 @@ export class OverlayDevice implements BlockDevice {
   // a flush after that makes them durable. A subset of #inOverlay.
   readonly #settled: Uint8Array;
   readonly #staleOverlay: boolean;
+  #settledCount = 0;
   // Blocks marked by a whole-block write still in flight: they hold no complete bytes until it ends.
   readonly #unwritten = new Map<number, number>();
   // Copy-ups in progress by block; every write to such a block waits for it first.
@@ -78,6 +79,11 @@ export class OverlayDevice implements BlockDevice {
   /** Blocks whose overlay bytes were completely written (1 per block, a copy): after a flush they are durable. */
   settledBlocks(): Uint8Array {
     return this.#settled.slice();
+  }
+
+  /** Number of settled blocks; it only grows, so an unchanged count means an unchanged map. */
+  get settledCount(): number {
+    return this.#settledCount;
   }
 
   /** Blocks whose bytes are in the overlay, and the total. */
@@ -204,8 +210,14 @@ export class OverlayDevice implements BlockDevice {
     }
     const g = this.granularity;
     for (let block = Math.floor(offset / g); block * g < offset + length; block++) {
-      if (!this.#unwritten.has(block)) this.#settled[block] = 1;
+      if (!this.#unwritten.has(block)) this.#settle(block);
     }
+  }
+
+  #settle(block: number): void {
+    if (this.#settled[block]) return;
+    this.#settled[block] = 1;
+    this.#settledCount++;
   }
 
   #release(claimed: number[]): void {
@@ -245,7 +257,7 @@ export class OverlayDevice implements BlockDevice {
   }
 
   #mark(block: number, settled = false): void {
-    if (settled) this.#settled[block] = 1;
+    if (settled) this.#settle(block);
     if (this.#inOverlay[block]) return;
     this.#inOverlay[block] = 1;
     this.#blocksInOverlay++;

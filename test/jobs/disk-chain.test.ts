@@ -17,9 +17,12 @@ interface Round {
   readonly sha: string;
 }
 
-/** Runs a backup with --rate-limit while `during` writes through the disk after its snapshot exists. */
+/**
+ * Runs a backup while `during` writes through the disk after its snapshot exists: the job is
+ * stopped (SIGSTOP) from then until the writes are done, so they surely meet a live snapshot.
+ */
 async function backupWhileWriting(rig: Rig, during: readonly Write[]): Promise<{ result: BackupResult; copies: number }> {
-  const child = spawn(process.execPath, backupArgs(rig, '--rate-limit', '512K'), { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, backupArgs(rig, '--rate-limit', '1M'), { stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -27,10 +30,15 @@ async function backupWhileWriting(rig: Rig, during: readonly Write[]): Promise<{
   const exited = new Promise<number>((resolve) => child.once('exit', (code) => resolve(code ?? -1)));
   try {
     const snap = await waitForBackupSnapshot(rig);
-    await writeDisk(rig, during);
-    // Still running: the writes met a live snapshot, which copied the old clusters first.
+    child.kill('SIGSTOP');
+    try {
+      await writeDisk(rig, during);
+    } finally {
+      child.kill('SIGCONT');
+    }
+    // The writes met the live snapshot, which copied the old clusters first.
     const live = (await rig.daemon.api<{ snapshots: { export: string; copies: number }[] }>('/snapshots')).snapshots.find((s) => s.export.endsWith(`@${snap}`));
-    assert.ok(live, 'the backup was still reading when the concurrent writes finished');
+    assert.ok(live, 'the snapshot lives until the job ends');
     const code = await exited;
     assert.equal(code, 0, stderr);
     return { result: parseBackup({ stdout, stderr, code }), copies: live.copies };

@@ -167,7 +167,7 @@ export async function bitmapNames(rig: Rig): Promise<{ name: string; inconsisten
 }
 
 /** Polls until the backup job's snapshot exists; returns its name. */
-export async function waitForBackupSnapshot(rig: Rig, timeoutMs = 20_000): Promise<string> {
+export async function waitForBackupSnapshot(rig: Rig, timeoutMs = 60_000): Promise<string> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const snap = (await snapshots(rig)).find((s) => s.startsWith('fleece-backup-'));

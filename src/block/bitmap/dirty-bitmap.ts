@@ -32,9 +32,11 @@ export function checkBitmapName(name: string): void {
 export class DirtyBitmap {
   readonly name: string;
   readonly granularity: number;
-  enabled: boolean;
   /** True when the persisted copy was found in use: nothing may trust these bits. */
   readonly inconsistent: boolean;
+  #enabled: boolean;
+  // Told when `enabled` flips (the BitmapSet holding this bitmap keeps its list of marked ones).
+  readonly #toggleListeners = new Set<() => void>();
   #size: number;
   #granules: number;
   // Bit i of words[i >> 5] is granule i. Single-threaded JS: mutations are atomic per call.
@@ -49,11 +51,28 @@ export class DirtyBitmap {
     if (!Number.isSafeInteger(size) || size < 0) throw new BitmapError('EBITMAP_INVALID', `invalid bitmap size ${size}`);
     this.name = name;
     this.granularity = granularity;
-    this.enabled = options.enabled ?? true;
+    this.#enabled = options.enabled ?? true;
     this.inconsistent = options.inconsistent ?? false;
     this.#size = size;
     this.#granules = Math.ceil(size / granularity);
     this.#words = new Uint32Array(Math.ceil(this.#granules / 32));
+  }
+
+  /** Disabled bitmaps keep their bits but are not marked by writes. */
+  get enabled(): boolean {
+    return this.#enabled;
+  }
+
+  set enabled(value: boolean) {
+    if (value === this.#enabled) return;
+    this.#enabled = value;
+    for (const listener of this.#toggleListeners) listener();
+  }
+
+  /** Calls `listener` whenever `enabled` changes; returns the function that stops it. */
+  onToggle(listener: () => void): () => void {
+    this.#toggleListeners.add(listener);
+    return () => this.#toggleListeners.delete(listener);
   }
 
   get size(): number {
@@ -80,16 +99,31 @@ export class DirtyBitmap {
     }
   }
 
-  /** Marks every granule touching [offset, offset+length). */
+  /** Marks every granule touching [offset, offset+length). On every guest write: no allocation. */
   set(offset: number, length: number): void {
-    const [first, last] = this.#span(offset, length);
-    if (first <= last) this.#fill(first, last, true);
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
+      throw new BitmapError('EBITMAP_INVALID', `invalid range offset=${offset} length=${length}`);
+    }
+    const end = Math.min(offset + length, this.#size);
+    if (end <= offset) return;
+    const first = Math.floor(offset / this.granularity);
+    const last = Math.floor((end - 1) / this.granularity);
+    const words = this.#words;
+    const firstWord = first >>> 5;
+    const lastWord = last >>> 5;
+    if (firstWord === lastWord) {
+      words[firstWord]! |= (0xffffffff >>> (31 - (last & 31))) & (0xffffffff << (first & 31));
+      return;
+    }
+    words[firstWord]! |= 0xffffffff << (first & 31);
+    if (lastWord - firstWord > 1) words.fill(0xffffffff, firstWord + 1, lastWord);
+    words[lastWord]! |= 0xffffffff >>> (31 - (last & 31));
   }
 
   /** Clears every granule touching [offset, offset+length). */
   reset(offset: number, length: number): void {
     const [first, last] = this.#span(offset, length);
-    if (first <= last) this.#fill(first, last, false);
+    if (first <= last) this.#clear(first, last);
   }
 
   clearAll(): void {
@@ -171,14 +205,13 @@ export class DirtyBitmap {
     return ((this.#words[granule >>> 5]! >>> (granule & 31)) & 1) === 1;
   }
 
-  #fill(first: number, last: number, value: boolean): void {
+  #clear(first: number, last: number): void {
     for (let g = first; g <= last; ) {
       const word = g >>> 5;
       const lo = g & 31;
       const hi = Math.min(31, last - (word << 5));
       const mask = hi - lo === 31 ? 0xffffffff : (((1 << (hi - lo + 1)) - 1) << lo) >>> 0;
-      if (value) this.#words[word]! |= mask;
-      else this.#words[word]! &= ~mask;
+      this.#words[word]! &= ~mask;
       g = (word + 1) << 5;
     }
   }

@@ -6,7 +6,7 @@
 import type { WriteOptions, ZeroOptions } from '../block-device.js';
 import { BlockError } from '../errors.js';
 import { FilterDevice } from './filter-device.js';
-import { RangeTracker } from './range-tracker.js';
+import { RangeTracker, type RangeTicket } from './range-tracker.js';
 import { Snapshot, type SnapshotOptions } from './snapshot.js';
 
 export class CopyBeforeWriteDevice extends FilterDevice {
@@ -67,14 +67,20 @@ export class CopyBeforeWriteDevice extends FilterDevice {
   }
 
   override write(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
+    const ticket = this.#enterFast(offset, data.length);
+    if (ticket) return releasing(ticket, () => this.child.write(offset, data, options));
     return this.#guarded(offset, data.length, () => this.child.write(offset, data, options));
   }
 
   override writeZeroes(offset: number, length: number, options?: ZeroOptions): Promise<void> {
+    const ticket = this.#enterFast(offset, length);
+    if (ticket) return releasing(ticket, () => this.child.writeZeroes(offset, length, options));
     return this.#guarded(offset, length, () => this.child.writeZeroes(offset, length, options));
   }
 
   override discard(offset: number, length: number, options?: WriteOptions): Promise<void> {
+    const ticket = this.#enterFast(offset, length);
+    if (ticket) return releasing(ticket, () => this.child.discard(offset, length, options));
     return this.#guarded(offset, length, () => this.child.discard(offset, length, options));
   }
 
@@ -84,9 +90,17 @@ export class CopyBeforeWriteDevice extends FilterDevice {
     await this.child.close();
   }
 
+  /**
+   * The common case, with nothing to wait for or copy (no pause, no snapshot, no overlapping
+   * write in flight): registers the write and returns its ticket. Otherwise undefined: take #guarded.
+   */
+  #enterFast(offset: number, length: number): RangeTicket | undefined {
+    if (this.#gate || this.#snapshots.size > 0 || this.#writes.overlaps(offset, offset + length)) return undefined;
+    return this.#writes.enter(offset, offset + length);
+  }
+
   async #guarded(offset: number, length: number, io: () => Promise<void>): Promise<void> {
     while (this.#gate) await this.#gate;
-    // Fast path: no snapshot and no overlapping write in flight costs one Set insert/delete.
     const ready = this.#writes.waitOverlapping(offset, offset + length);
     const ticket = this.#writes.enter(offset, offset + length);
     try {
@@ -100,4 +114,21 @@ export class CopyBeforeWriteDevice extends FilterDevice {
       ticket.release();
     }
   }
+}
+
+/** Runs io now and releases the ticket once it settles, without an async frame of its own. */
+function releasing(ticket: RangeTicket, io: () => Promise<void>): Promise<void> {
+  let pending: Promise<void>;
+  try {
+    pending = io();
+  } catch (error) {
+    pending = Promise.reject(error);
+  }
+  return pending.then(
+    () => ticket.release(),
+    (error: unknown) => {
+      ticket.release();
+      throw error;
+    },
+  );
 }

@@ -12,5 +12,7 @@ export function exitCodeFor(err: unknown): number {
     if (err.code === 'EUSAGE') return EXIT_USAGE;
     if (err.code === 'EABORTED') return EXIT_ABORTED;
   }
+  // Node's own AbortError (timers/promises, fetch, streams) once our signal fired.
+  if (err instanceof Error && err.name === 'AbortError') return EXIT_ABORTED;
   return EXIT_FAILURE;
 }

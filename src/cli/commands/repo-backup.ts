@@ -3,6 +3,7 @@
 // file into the repository. Ctrl-C cancels cleanly: no manifest, change tracking untouched.
 
 import type { Command } from 'commander';
+import { ApiClient } from '../../api/api-client.js';
 import { UsageError } from '../../core/errors.js';
 import { formatSize, parseSize } from '../../core/size.js';
 import { runBackup } from '../../repo/backup-engine.js';
@@ -48,7 +49,8 @@ previous backup (the first one is full); so do nbd:// backups given --bitmap.`)
       process.once('SIGTERM', onSignal);
       let job;
       try {
-        job = await openJobSource(spec, { repo, disk, parent: flags.parent, bitmap: flags.bitmap, state: flags.state, signal: controller.signal });
+        const daemon = spec.startsWith('disk:') ? ApiClient.fromState(flags.state) : undefined;
+        job = await openJobSource(spec, { repo, disk, parent: flags.parent, bitmap: flags.bitmap, daemon, signal: controller.signal });
         for (const notice of job.notices) process.stderr.write(`fleece: ${notice}\n`);
         const source = countingSource(rate ? rateLimited(job.source, rate) : job.source);
         const total = job.changed ? job.changed.reduce((sum, r) => sum + r.length, 0) : source.size;

@@ -2,7 +2,6 @@
 // with errors that name the state directory so "is the daemon running?" is answered at once.
 
 import { dirname, join } from 'node:path';
-import { ApiClient } from '../../api/api-client.js';
 import { FleeceError } from '../../core/errors.js';
 import type { DiskBitmapInfo } from './disk-plan.js';
 
@@ -13,18 +12,21 @@ export interface DaemonDiskInfo {
   readonly snapshots: readonly string[];
 }
 
+/** The daemon's control API as jobs see it (the CLI hands in its ApiClient). */
+export interface DaemonApi {
+  /** The API's Unix socket, inside the daemon's state directory. */
+  readonly socketPath: string;
+  /** One JSON request; rejects with the daemon's error. */
+  call<T>(method: string, path: string, body?: unknown, options?: { signal?: AbortSignal }): Promise<T>;
+}
+
 export class DiskDaemon {
   readonly stateDir: string;
-  readonly #api: ApiClient;
+  readonly #api: DaemonApi;
 
-  private constructor(api: ApiClient) {
+  constructor(api: DaemonApi) {
     this.stateDir = dirname(api.socketPath);
     this.#api = api;
-  }
-
-  /** The daemon of --state, else $FLEECE_STATE. */
-  static fromState(state: string | undefined): DiskDaemon {
-    return new DiskDaemon(ApiClient.fromState(state));
   }
 
   /** Unix socket of the daemon's NBD server. */

@@ -21,7 +21,8 @@ export async function openDiskJobSource(name: string, options: OpenJobSourceOpti
   if (options.bitmap !== undefined) throw new UsageError(`--bitmap applies to nbd:// sources only: 'disk:${name}' keeps its own backup bitmap`);
   if (name === '') throw new UsageError("source 'disk:' names no disk: expected disk:NAME");
   const { repo, signal } = options;
-  const daemon = DiskDaemon.fromState(options.state);
+  if (!options.daemon) throw new UsageError(`source 'disk:${name}' needs the daemon: pass --state DIR or set FLEECE_STATE`);
+  const daemon = new DiskDaemon(options.daemon);
   const info = await daemon.disk(name, { signal });
   const notices: string[] = [];
   for (const snap of info.snapshots.filter((s) => isStaleBackupSnapshot(s))) {

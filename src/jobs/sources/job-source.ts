@@ -6,6 +6,7 @@ import type { BackupSource } from '../../repo/backup-source.js';
 import type { Manifest } from '../../repo/manifest.js';
 import type { Repository } from '../../repo/repository.js';
 import type { ByteRange } from '../dirty-ranges.js';
+import type { DaemonApi } from './disk-daemon.js';
 
 export interface JobSource {
   /** What the backup engine reads. */
@@ -36,8 +37,8 @@ export interface OpenJobSourceOptions {
   readonly parent?: string;
   /** Dirty bitmap to read changes from (`nbd://` sources). */
   readonly bitmap?: string;
-  /** Daemon state directory for `disk:NAME` sources. */
-  readonly state?: string;
+  /** The daemon's API for `disk:NAME` sources. */
+  readonly daemon?: DaemonApi;
   readonly signal?: AbortSignal;
 }
 

@@ -2,10 +2,10 @@
 // `qemu:dirty-bitmap:NAME` context per consistent bitmap, `DISK@SNAP` read-only with the bitmaps
 // frozen at the snapshot's point in time and `fleece:cache-location`.
 
-import type { NbdExport, NbdServer } from '../nbd/index.js';
-import { baseAllocation, type MetaContextProvider } from '../nbd/index.js';
+import type { NbdServer } from '../nbd/index.js';
+import { baseAllocation } from '../nbd/index.js';
 import type { LiveDisk, LiveSnapshot } from './live-disk.js';
-import { cacheLocationContext, dirtyBitmapContext } from './meta-contexts.js';
+import { bitmapContexts, cacheLocationContext } from './meta-contexts.js';
 
 export function snapshotExportName(disk: string, snapshot: string): string {
   return `${disk}@${snapshot}`;
@@ -20,17 +20,11 @@ export class DiskExports {
 
   /** Exports a disk; its bitmap contexts follow bitmaps added and removed later. */
   addDisk(disk: LiveDisk): void {
-    const exp = this.#server.addExport({ name: disk.name, device: disk.device, description: `fleece disk ${disk.name}` });
-    const base = baseAllocation(disk.device);
-    // NbdExport keeps a fixed context list; the disk's bitmaps change at run time, so the
-    // list is recomputed on each handshake that asks for it. Connections keep what they chose.
-    Object.defineProperty(exp satisfies NbdExport, 'metaContexts', {
-      configurable: true,
-      enumerable: true,
-      get: (): readonly MetaContextProvider[] => [
-        base,
-        ...disk.bitmaps.list().filter((b) => !b.inconsistent).map((b) => dirtyBitmapContext(b)),
-      ],
+    this.#server.addExport({
+      name: disk.name,
+      device: disk.device,
+      description: `fleece disk ${disk.name}`,
+      metaContexts: () => bitmapContexts(disk.bitmaps.list()),
     });
   }
 
@@ -43,7 +37,7 @@ export class DiskExports {
       metaContexts: [
         baseAllocation(snapshot.access),
         cacheLocationContext(snapshot.access),
-        ...snapshot.frozenBitmaps.map((b) => dirtyBitmapContext(b)),
+        ...bitmapContexts(snapshot.frozenBitmaps),
       ],
     });
   }

@@ -25,6 +25,11 @@ export function dirtyBitmapContext(bitmap: DirtyBitmap): MetaContextProvider {
   };
 }
 
+/** One `qemu:dirty-bitmap:NAME` context per consistent bitmap (inconsistent ones are never offered). */
+export function bitmapContexts(bitmaps: readonly DirtyBitmap[]): MetaContextProvider[] {
+  return bitmaps.filter((b) => !b.inconsistent).map((b) => dirtyBitmapContext(b));
+}
+
 export function cacheLocationContext(device: SnapshotAccessDevice): MetaContextProvider {
   return {
     name: CACHE_LOCATION,

@@ -27,8 +27,12 @@ export interface NbdExportOptions {
   readonly description?: string;
   /** Refuse writes even if the device accepts them. */
   readonly readOnly?: boolean;
-  /** Extra metadata contexts; `base:allocation` is always offered unless one is given here. */
-  readonly metaContexts?: readonly MetaContextProvider[];
+  /**
+   * Extra metadata contexts; `base:allocation` is always offered unless one is given here. A
+   * function is asked again on every LIST/SET_META_CONTEXT, for contexts that come and go (a
+   * disk's bitmaps); a connection keeps the contexts it selected.
+   */
+  readonly metaContexts?: readonly MetaContextProvider[] | (() => readonly MetaContextProvider[]);
 }
 
 export class NbdExport {
@@ -36,11 +40,13 @@ export class NbdExport {
   readonly device: BlockDevice;
   readonly description: string;
   readonly readOnly: boolean;
-  readonly metaContexts: readonly MetaContextProvider[];
   readonly minBlockSize: number;
   readonly preferredBlockSize: number;
   /** Largest READ/WRITE payload accepted, in bytes. */
   readonly maxPayload: number;
+  readonly #base: MetaContextProvider;
+  // The fixed list, or the function that makes the current one.
+  readonly #contexts: readonly MetaContextProvider[] | (() => readonly MetaContextProvider[]);
 
   constructor(options: NbdExportOptions) {
     if (Buffer.byteLength(options.name) > MAX_STRING_LENGTH) {
@@ -51,13 +57,20 @@ export class NbdExport {
     this.device = options.device;
     this.description = options.description ?? '';
     this.readOnly = (options.readOnly ?? false) || caps.readOnly;
+    this.#base = baseAllocation(options.device);
     const extra = options.metaContexts ?? [];
-    this.metaContexts = extra.some((p) => p.name === BASE_ALLOCATION) ? [...extra] : [baseAllocation(options.device), ...extra];
+    this.#contexts = typeof extra === 'function' ? extra : this.#withBase(extra);
     // The spec bounds: minimum a power of two <= 64 KiB; preferred >= max(minimum, 512).
     this.minBlockSize = isPowerOfTwo(caps.minBlockSize) ? Math.min(caps.minBlockSize, 65536) : 1;
     const preferred = isPowerOfTwo(caps.preferredBlockSize) ? caps.preferredBlockSize : 4096;
     this.preferredBlockSize = Math.max(preferred, this.minBlockSize, 512);
     this.maxPayload = Math.max(Math.min(caps.maxBlockSize, DEFAULT_MAX_PAYLOAD), this.preferredBlockSize);
+  }
+
+  /** The metadata contexts offered now, `base:allocation` included; ids follow this order. */
+  get metaContexts(): readonly MetaContextProvider[] {
+    const contexts = this.#contexts;
+    return typeof contexts === 'function' ? this.#withBase(contexts()) : contexts;
   }
 
   /** Transmission flags for a client; DF only exists once structured replies are negotiated. */
@@ -74,5 +87,9 @@ export class NbdExport {
     if (caps.canZero) flags |= FLAG_SEND_WRITE_ZEROES;
     if (caps.canZero && caps.canFastZero) flags |= FLAG_SEND_FAST_ZERO;
     return flags;
+  }
+
+  #withBase(extra: readonly MetaContextProvider[]): readonly MetaContextProvider[] {
+    return extra.some((p) => p.name === BASE_ALLOCATION) ? [...extra] : [this.#base, ...extra];
   }
 }

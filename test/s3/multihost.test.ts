@@ -56,7 +56,8 @@ async function hostLoop(name: string, image: string, base: number, done: Done[],
     await file.write(createHash('sha512').update(`${name} ${round}`).digest(), 0, 64, 5 * BLOCK * ROUNDS);
     await file.close();
     const sha = await sha256File(image);
-    const r = await cli(['backup', image, '--disk', `disk-${name}`, '--json']);
+    // Rate-limited so each backup lasts ~3 s: gc runs must start while one is running.
+    const r = await cli(['backup', image, '--disk', `disk-${name}`, '--json', '--rate-limit', '2M']);
     assert.equal(r.code, 0, `${name} round ${round}: ${r.stderr}`);
     const id = (JSON.parse(r.stdout) as { id: string }).id;
     done.push({ id, sha, host: name });

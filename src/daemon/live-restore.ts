@@ -13,6 +13,8 @@ import { fillThrottle } from '../jobs/instant-restore/fill-throttle.js';
 import { loadFillMap, saveFillMap, syncDir } from '../jobs/instant-restore/fill-map.js';
 import { OverlayDevice } from '../jobs/instant-restore/overlay-device.js';
 import type { Manifest } from '../repo/manifest.js';
+import { waitForGc } from '../repo/condemned.js';
+import { Lease } from '../repo/leases.js';
 import { Repository } from '../repo/repository.js';
 import { catalogPathFor, openStore } from '../repo/stores/open-store.js';
 import { DaemonError } from './daemon-error.js';
@@ -37,11 +39,15 @@ export class LiveRestore {
   readonly #initial: Uint8Array | undefined;
   readonly #rateLimit: number | undefined;
   readonly #log: (line: string) => void;
+  // A backup-kind lease for as long as the copy runs: gc then keeps every pack the backup uses,
+  // even if the backup is deleted meanwhile (its packs are condemned, never deleted, while we live).
+  readonly #lease: Lease;
   #device: DurableOverlayDevice | undefined;
   #finished = false;
 
-  private constructor(state: StateDir, disk: string, repo: Repository, backup: BackupDevice, initial: Uint8Array | undefined, rateLimit: number | undefined, log: (line: string) => void) {
+  private constructor(state: StateDir, disk: string, repo: Repository, lease: Lease, backup: BackupDevice, initial: Uint8Array | undefined, rateLimit: number | undefined, log: (line: string) => void) {
     this.#state = state;
+    this.#lease = lease;
     this.disk = disk;
     this.#repo = repo;
     this.#backup = backup;
@@ -55,7 +61,9 @@ export class LiveRestore {
   static async create(state: StateDir, request: LiveRestoreRequest, log: (line: string) => void): Promise<LiveRestore> {
     checkName('disk', request.name);
     const repo = await openRepository(request);
+    let lease: Lease | undefined;
     try {
+      lease = await protect(repo);
       const manifest = repo.resolveBackup(request.backup);
       checkGranularity(manifest);
       await mkdir(state.disksDir, { recursive: true });
@@ -70,12 +78,13 @@ export class LiveRestore {
         await writeRecord(state, request.name, { ...rest, backup: manifest.id, startedAt: new Date().toISOString() });
         await writeFile(state.meta(request.name), `${JSON.stringify({ name: request.name, size: manifest.size, createdAt: new Date().toISOString(), restoredFrom: manifest.id })}\n`);
         await syncDir(state.diskDir(request.name));
-        return new LiveRestore(state, request.name, repo, await BackupDevice.open(repo, manifest), undefined, request.rateLimit, log);
+        return new LiveRestore(state, request.name, repo, lease, await BackupDevice.open(repo, manifest), undefined, request.rateLimit, log);
       } catch (err) {
         await rm(state.diskDir(request.name), { recursive: true, force: true });
         throw err;
       }
     } catch (err) {
+      await lease?.release().catch(() => undefined);
       repo.close();
       throw err;
     }
@@ -86,13 +95,16 @@ export class LiveRestore {
     const record = await readRecord(state, disk);
     if (!record) return undefined;
     const repo = await openRepository({ ...record, name: disk });
+    let lease: Lease | undefined;
     try {
+      lease = await protect(repo);
       const manifest = await repo.readManifest(record.backup);
       checkGranularity(manifest);
       const blocks = Math.ceil(manifest.size / manifest.chunkSize);
       const initial = (await loadFillMap(restorePaths(state, disk).map, manifest.chunkSize, blocks)) ?? new Uint8Array(blocks);
-      return new LiveRestore(state, disk, repo, await BackupDevice.open(repo, manifest), initial, record.rateLimit, log);
+      return new LiveRestore(state, disk, repo, lease, await BackupDevice.open(repo, manifest), initial, record.rateLimit, log);
     } catch (err) {
+      await lease?.release().catch(() => undefined);
       repo.close();
       throw err;
     }
@@ -124,6 +136,7 @@ export class LiveRestore {
         this.#finished = true;
         await removeRecord(this.#state, this.disk);
         await rm(restorePaths(this.#state, this.disk).dir, { recursive: true, force: true });
+        await this.#lease.release().catch(() => undefined);
         this.#log(`disk ${this.disk}: restore of backup ${this.manifest.id} complete (${((Date.now() - started) / 1000).toFixed(1)} s)`);
       },
       (err: unknown) => {
@@ -149,7 +162,21 @@ export class LiveRestore {
 
   /** Call after the disk (and so the overlay) is closed. */
   close(): void {
-    this.#repo.close();
+    // The lease goes first (a process exiting now leaves it to expire, which is also safe).
+    void this.#lease.release().catch(() => undefined).finally(() => this.#repo.close());
+  }
+}
+
+/** Lease first, then wait out a running gc: from then on the backup's packs stay (see gc.ts). */
+async function protect(repo: Repository): Promise<Lease> {
+  const lease = await Lease.acquire(repo.store, 'backup');
+  try {
+    await waitForGc(repo.store);
+    await repo.syncCatalog();
+    return lease;
+  } catch (err) {
+    await lease.release().catch(() => undefined);
+    throw err;
   }
 }
 

@@ -29,7 +29,13 @@ export function registerDaemon(program: Command): void {
       const api = buildApi(daemon);
       try {
         if ((await lstat(daemon.state.apiSocket).catch(() => undefined))?.isSocket()) await unlink(daemon.state.apiSocket);
-        await api.listen({ path: daemon.state.apiSocket });
+        // Owner-only from the moment it exists (requests may carry repository secrets).
+        const umask = process.umask(0o077);
+        try {
+          await api.listen({ path: daemon.state.apiSocket });
+        } finally {
+          process.umask(umask);
+        }
       } catch (err) {
         await daemon.stop();
         throw err;

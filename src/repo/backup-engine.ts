@@ -137,7 +137,9 @@ export async function runBackup(repo: Repository, source: BackupSource, options:
             fresh.push(i);
           }
         }
-        newBytes += await pool.seal(hashed.handle, fresh);
+        // Batches run concurrently: read the sum only after the await, or updates are lost.
+        const sealedBytes = await pool.seal(hashed.handle, fresh);
+        newBytes += sealedBytes;
         newChunks += fresh.length;
       }
       zeroSlots += ids.filter((id) => !id).length;

@@ -17,15 +17,15 @@ const MIB = 2 ** 20;
 /** Profile notes (\`node --cpu-prof\` on the CLI, workers included, 1 GiB version of the image). */
 const WHERE_THE_TIME_GOES = `Where the time goes (\`node --cpu-prof\` on \`fleece backup\` / \`fleece restore\` of a 1 GiB
 version of the image, worker threads included; CPU seconds from \`time\`, because wall clock on this
-shared machine swung 3x between runs): a full backup costs ~3.8 CPU-s per GiB of image (restic 0.14:
-~13), of which the chunk workers spend ~60% in zstd level 1 on the text quarter (100-170 MiB/s per
+shared machine swung 3x between runs): a full backup costs 3.8-6.6 CPU-s per GiB of image depending
+on the machine's load (restic 0.14: 12-14), of which the chunk workers spend ~60% in zstd level 1 on the text quarter (100-170 MiB/s per
 core on this text), ~12% in BLAKE3 chunk ids, ~8% hashing packs, ~6% crc32 and ~5% probing
 compressibility; the main thread is idle ~70% of the time (reads, one SQLite lookup per batch, one
 insert transaction per pack, uploads). Workers now seal chunks straight into the 32 MiB pack they
 are building and hash it blob by blob while the bytes are in cache, so the main thread neither
 copies (\`Buffer.concat\`) nor hashes packs: that was ~0.6 CPU-s per GiB on the main thread competing
-with two workers for two cores, and each new chunk was hashed twice. A restore costs ~3.5 CPU-s
-per GiB (restic: ~3.2, but restic writes the holes as zeros): workers spend ~60% of their busy time
+with two workers for two cores, and each new chunk was hashed twice. A restore costs 3.5-5.9 CPU-s
+per GiB, more than half of it kernel time (restic: 3.2-7.6, and it writes the holes as zeros): workers spend ~60% of their busy time
 in zstd decompression and ~25% in BLAKE3 verification, then write the plaintexts themselves with
 \`pwritev\` (no copy back to the main thread, whose only work is planning and ranged reads into
 reused buffers). The rest is the kernel allocating page-cache pages for the new file: on this VM a

@@ -63,6 +63,7 @@ export class BlobCodec {
   readonly #compressor = new Compressor();
   readonly #decompressor = new Decompressor();
   readonly #probe = Buffer.alloc(PROBE_PIECES * PROBE_PIECE);
+  readonly #probeOut = Buffer.alloc(storedBound(PROBE_PIECES * PROBE_PIECE));
   // The same zstd settings, driven directly so output lands in the caller's buffer (no copies).
   readonly #cctx = new zstd.CCtx();
   readonly #dctx = new zstd.DCtx();
@@ -142,8 +143,7 @@ export class BlobCodec {
     if (plain.byteLength < PROBE_MIN) return true;
     const step = Math.floor(plain.byteLength / PROBE_PIECES);
     for (let i = 0; i < PROBE_PIECES; i++) this.#probe.set(plain.subarray(i * step, i * step + PROBE_PIECE), i * PROBE_PIECE);
-    const out = this.#scratchOf(storedBound(this.#probe.length));
-    return this.#cctx.compress2(out, this.#probe) < this.#probe.length * 0.97;
+    return this.#cctx.compress2(this.#probeOut, this.#probe) < this.#probe.length * 0.97;
   }
 
   /** Recovers and checks the plaintext; ECORRUPT names which check failed (crc32 first). */

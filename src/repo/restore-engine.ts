@@ -14,7 +14,7 @@ import type { Manifest } from './manifest.js';
 import { packKey } from './pack-format.js';
 import type { Repository } from './repository.js';
 import { runBounded } from './run-bounded.js';
-import type { ReadsInto } from './stores/local-store.js';
+import type { ReadsInto } from './stores/reads-into.js';
 
 export interface RestoreProgress {
   readonly bytesDone: number;
@@ -52,7 +52,7 @@ export async function runRestore(repo: Repository, manifest: Manifest, target: s
   try {
     await file.truncate(manifest.size);
     const chunkSize = manifest.chunkSize;
-    // A local store reads into buffers the pool reuses; other stores allocate per read.
+    // Local and S3 stores (and their wrappers) read into span buffers the pool reuses; others allocate per read.
     const readInto = (repo.store as Partial<ReadsInto>).readInto?.bind(repo.store);
     const fetchSpan = async (span: Span): Promise<void> => {
       let data: Buffer;

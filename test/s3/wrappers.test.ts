@@ -3,6 +3,8 @@
 
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { getEventListeners } from 'node:events';
+import { createServer, type AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import type { GetOptions, PutOptions, Store, StoreEntry, StoreSignal, StoreStat } from '../../src/repo/store.js';
 import { CountingStore, requestCount } from '../../src/repo/stores/counting-store.js';
@@ -195,4 +197,89 @@ test('s3 locations parse; bad buckets are refused quoting the value', () => {
   assert.throws(() => parseS3Location('s3://ab/x'), /invalid s3 bucket 'ab'/);
   assert.throws(() => parseS3Location('s3://Bucket/x'), /invalid s3 bucket 'Bucket'/);
   assert.throws(() => parseS3Location('s3://bucket/a/../b'), /invalid s3 key prefix/);
+});
+
+test('readInto through retry, limit and counting: retried until whole, counted as gets', async () => {
+  const flaky = new FlakyStore();
+  const data = randomBytes(100_000);
+  await flaky.inner.put('packs/p', data);
+  const counting = new CountingStore(flaky);
+  const store = new RetryStore(new LimitStore(counting, 2), fast);
+  flaky.failures = 2;
+  const target = Buffer.alloc(5000);
+  assert.equal(await store.readInto('packs/p', 1234, target), 5000);
+  assert.ok(target.equals(data.subarray(1234, 6234)));
+  assert.equal(await store.readInto('packs/p', data.length - 10, target), 10, 'a range past the end reads what exists');
+  assert.ok(target.subarray(0, 10).equals(data.subarray(data.length - 10)));
+  assert.deepEqual({ get: counting.counts.get, errors: counting.counts.errors, bytesRead: counting.counts.bytesRead }, { get: 4, errors: 2, bytesRead: 5010 });
+  await assert.rejects(store.readInto('packs/missing', 0, target), (err: unknown) => (err as { code?: string }).code === 'ENOTFOUND');
+});
+
+test('retry: many retried requests on one signal leave at most one abort listener on it, none once settled', async () => {
+  const flaky = new FlakyStore();
+  flaky.delayMs = 1;
+  await flaky.inner.put('k', Buffer.from('v'));
+  const store = new RetryStore(new LimitStore(flaky, 4), { attempts: 4, baseDelayMs: 2, maxDelayMs: 4 });
+  const controller = new AbortController();
+  const { signal } = controller;
+  let most = 0;
+  const warnings: string[] = [];
+  const onWarning = (w: Error): void => void warnings.push(w.name);
+  process.on('warning', onWarning);
+  const sampler = setInterval(() => (most = Math.max(most, getEventListeners(signal, 'abort').length)), 1);
+  try {
+    for (let round = 0; round < 5; round++) {
+      flaky.failures = 60; // 50 calls, 110 attempts at least: most calls are retried
+      const callsBefore = flaky.calls;
+      const results = await Promise.allSettled([
+        ...Array.from({ length: 30 }, () => store.get('k', { signal })),
+        ...Array.from({ length: 10 }, () => store.readInto('k', 0, Buffer.alloc(1), { signal })),
+        ...Array.from({ length: 10 }, () => store.stat('k', { signal })),
+      ]);
+      assert.ok(flaky.calls - callsBefore >= 110, 'failed attempts were retried');
+      assert.ok(results.some((r) => r.status === 'fulfilled'));
+      most = Math.max(most, getEventListeners(signal, 'abort').length);
+      assert.equal(getEventListeners(signal, 'abort').length, 0, `round ${round}: listeners left after every call settled`);
+    }
+    assert.ok(most <= 1, `at most one listener on the caller's signal, saw ${most}`);
+    // Abort still reaches calls queued, running and backing off.
+    flaky.failures = 1000;
+    const patient = new RetryStore(new LimitStore(flaky, 4), { attempts: 1000, baseDelayMs: 2, maxDelayMs: 4 });
+    setTimeout(() => controller.abort(), 20);
+    const aborted = await Promise.allSettled(Array.from({ length: 20 }, () => patient.get('k', { signal })));
+    assert.deepEqual(aborted.map((r) => r.status === 'rejected' && (r.reason as { code?: string }).code), Array(20).fill('EABORTED'));
+    assert.equal(getEventListeners(signal, 'abort').length, 0);
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(warnings.filter((w) => w === 'MaxListenersExceededWarning'), []);
+  } finally {
+    clearInterval(sampler);
+    process.off('warning', onWarning);
+  }
+});
+
+test('retry over a real S3 client whose endpoint refuses connections: no listener leak, no warning', async () => {
+  const { S3Store } = await import('../../src/repo/stores/s3-store.js');
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve())); // nothing listens there now
+  const raw = new S3Store({ bucket: 'outage', endpoint: `http://127.0.0.1:${port}`, region: 'us-east-1' });
+  const store = new RetryStore(new LimitStore(raw, 16), { attempts: 3, baseDelayMs: 2, maxDelayMs: 4 });
+  const { signal } = new AbortController();
+  const warnings: string[] = [];
+  const onWarning = (w: Error): void => void warnings.push(w.name);
+  process.on('warning', onWarning);
+  try {
+    for (let round = 0; round < 3; round++) {
+      const results = await Promise.allSettled(Array.from({ length: 40 }, (_, i) => (i % 2 ? store.put(`k${i}`, Buffer.from('x'), { signal }) : store.readInto(`k${i}`, 0, Buffer.alloc(8), { signal }))));
+      assert.ok(results.every((r) => r.status === 'rejected' && (r.reason as { code?: string }).code === 'ESTORE'));
+      assert.ok(getEventListeners(signal, 'abort').length <= 1);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(getEventListeners(signal, 'abort').length, 0);
+    assert.deepEqual(warnings.filter((w) => w === 'MaxListenersExceededWarning'), []);
+  } finally {
+    process.off('warning', onWarning);
+    await store.close();
+  }
 });

@@ -3,6 +3,7 @@
 // RetryStore it counts every attempt, outside it every logical call.
 
 import type { GetOptions, PutOptions, Store, StoreEntry, StoreSignal, StoreStat } from '../store.js';
+import { readIntoVia, type ReadsInto } from './reads-into.js';
 
 /** Keys an S3 ListObjectsV2 page returns at most; one list request per started page. */
 export const LIST_PAGE_KEYS = 1000;
@@ -34,7 +35,7 @@ function requestKind(op: string, key: string): string {
   return `${op} ${slash < 0 ? key || '(root)' : key.slice(0, slash)}`;
 }
 
-export class CountingStore implements Store {
+export class CountingStore implements Store, ReadsInto {
   readonly #inner: Store;
   #counts = emptyCounts();
   // Requests by kind (see requestKind), reset with the counts.
@@ -88,6 +89,13 @@ export class CountingStore implements Store {
     const data = await this.#count('get', key, () => this.#inner.get(key, options));
     this.#counts.bytesRead += data.length;
     return data;
+  }
+
+  /** Counted as a get, like the ranged GET it is. */
+  async readInto(key: string, offset: number, target: Uint8Array, options?: StoreSignal): Promise<number> {
+    const n = await this.#count('get', key, () => readIntoVia(this.#inner, key, offset, target, options));
+    this.#counts.bytesRead += n;
+    return n;
   }
 
   stat(key: string, options?: StoreSignal): Promise<StoreStat> {

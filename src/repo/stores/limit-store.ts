@@ -4,8 +4,9 @@
 
 import { AbortedError, throwIfAborted } from '../../core/errors.js';
 import type { GetOptions, PutOptions, Store, StoreEntry, StoreSignal, StoreStat } from '../store.js';
+import { readIntoVia, type ReadsInto } from './reads-into.js';
 
-export class LimitStore implements Store {
+export class LimitStore implements Store, ReadsInto {
   readonly #inner: Store;
   readonly #limit: number;
   // Protected by the event loop: changed only between awaits.
@@ -65,6 +66,10 @@ export class LimitStore implements Store {
 
   get(key: string, options: GetOptions = {}): Promise<Buffer> {
     return this.#run(options.signal, () => this.#inner.get(key, options));
+  }
+
+  readInto(key: string, offset: number, target: Uint8Array, options: StoreSignal = {}): Promise<number> {
+    return this.#run(options.signal, () => readIntoVia(this.#inner, key, offset, target, options));
   }
 
   stat(key: string, options: StoreSignal = {}): Promise<StoreStat> {

@@ -8,14 +8,11 @@ import { link, mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promis
 import { dirname, join } from 'node:path';
 import { throwIfAborted } from '../../core/errors.js';
 import { checkKey, notFound, type GetOptions, type PutOptions, type Store, type StoreEntry, type StoreSignal, type StoreStat } from '../store.js';
+import type { ReadsInto } from './reads-into.js';
 
 const TEMP_PREFIX = '.tmp-';
 
-/** Stores that can read a range into a caller's buffer (restore reuses its span buffers). */
-export interface ReadsInto {
-  /** Reads bytes [offset, offset + target.length) of an object into target; resolves how many exist. */
-  readInto(key: string, offset: number, target: Uint8Array, options?: StoreSignal): Promise<number>;
-}
+export type { ReadsInto };
 
 export class LocalStore implements Store, ReadsInto {
   readonly root: string;

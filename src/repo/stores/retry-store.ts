@@ -1,11 +1,15 @@
 // Retries a store's transient failures with capped exponential backoff and full jitter. Safe
 // because every Store call is idempotent. A retried put-if-absent that finds the key taken
 // reads it back: the same bytes mean our own lost first attempt landed, so it still says written.
+// Every call runs under one shared child of the caller's signal (AbortFanout), so attempts,
+// backoffs and queued requests add no listeners to the caller's signal beyond one.
 
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AbortedError, FleeceError, throwIfAborted } from '../../core/errors.js';
 import { isNotFound } from '../errors.js';
 import type { GetOptions, PutOptions, Store, StoreEntry, StoreSignal, StoreStat } from '../store.js';
+import { AbortFanout } from './abort-fanout.js';
+import { readIntoVia, type ReadsInto } from './reads-into.js';
 
 export interface RetryOptions {
   /** Attempts per call including the first (default 6). */
@@ -27,8 +31,9 @@ export function isRetryable(err: unknown): boolean {
   return typeof code === 'string' && TRANSIENT_CODES.has(code);
 }
 
-export class RetryStore implements Store {
+export class RetryStore implements Store, ReadsInto {
   readonly #inner: Store;
+  readonly #fanout = new AbortFanout();
   readonly #attempts: number;
   readonly #baseDelayMs: number;
   readonly #maxDelayMs: number;
@@ -44,6 +49,8 @@ export class RetryStore implements Store {
 
   /** Waits before retry number `attempt` (1-based); false when the call should give up instead. */
   async #backoff(op: string, key: string, attempt: number, error: unknown, signal?: AbortSignal): Promise<boolean> {
+    // An attempt that failed because (or while) the caller aborted is a cancel, not a store failure.
+    if (signal?.aborted && !(error instanceof AbortedError)) throw new AbortedError(`${op} of '${key}' aborted`, { cause: error });
     if (attempt >= this.#attempts || !isRetryable(error) || signal?.aborted) return false;
     const ceiling = Math.min(this.#maxDelayMs, this.#baseDelayMs * 2 ** (attempt - 1));
     const delayMs = Math.round(Math.random() * ceiling);
@@ -56,25 +63,28 @@ export class RetryStore implements Store {
     return true;
   }
 
-  async #retry<T>(op: string, key: string, signal: AbortSignal | undefined, call: () => Promise<T>): Promise<T> {
-    for (let attempt = 1; ; attempt++) {
-      throwIfAborted(signal);
-      try {
-        return await call();
-      } catch (err) {
-        if (!(await this.#backoff(op, key, attempt, err, signal))) throw err;
+  /** Runs `call` until it succeeds, fails for good, or `outer` aborts; `call` gets the shared child signal. */
+  #retry<T>(op: string, key: string, outer: AbortSignal | undefined, call: (signal: AbortSignal | undefined) => Promise<T>): Promise<T> {
+    return this.#fanout.run(outer, async (signal) => {
+      for (let attempt = 1; ; attempt++) {
+        throwIfAborted(signal);
+        try {
+          return await call(signal);
+        } catch (err) {
+          if (!(await this.#backoff(op, key, attempt, err, signal))) throw err;
+        }
       }
-    }
+    });
   }
 
   put(key: string, data: Uint8Array, options: PutOptions = {}): Promise<{ written: boolean }> {
     let attempts = 0;
-    return this.#retry('put', key, options.signal, async () => {
+    return this.#retry('put', key, options.signal, async (signal) => {
       const first = ++attempts === 1;
-      const result = await this.#inner.put(key, data, options);
+      const result = await this.#inner.put(key, data, { ...options, signal });
       if (first || result.written || !options.ifAbsent) return result;
       // An earlier attempt failed without an answer; if it had in fact landed, the key holds our bytes.
-      const stored = await this.#inner.get(key, { signal: options.signal }).catch((err: unknown) => {
+      const stored = await this.#inner.get(key, { signal }).catch((err: unknown) => {
         if (isNotFound(err)) return undefined; // deleted since: it was not ours to report
         throw err;
       });
@@ -83,32 +93,42 @@ export class RetryStore implements Store {
   }
 
   get(key: string, options: GetOptions = {}): Promise<Buffer> {
-    return this.#retry('get', key, options.signal, () => this.#inner.get(key, options));
+    return this.#retry('get', key, options.signal, (signal) => this.#inner.get(key, { ...options, signal }));
+  }
+
+  /** A failed attempt may have filled part of `target`: the next one overwrites it from the start. */
+  readInto(key: string, offset: number, target: Uint8Array, options: StoreSignal = {}): Promise<number> {
+    return this.#retry('get', key, options.signal, (signal) => readIntoVia(this.#inner, key, offset, target, { signal }));
   }
 
   stat(key: string, options: StoreSignal = {}): Promise<StoreStat> {
-    return this.#retry('stat', key, options.signal, () => this.#inner.stat(key, options));
+    return this.#retry('stat', key, options.signal, (signal) => this.#inner.stat(key, { signal }));
   }
 
   delete(key: string, options: StoreSignal = {}): Promise<void> {
-    return this.#retry('delete', key, options.signal, () => this.#inner.delete(key, options));
+    return this.#retry('delete', key, options.signal, (signal) => this.#inner.delete(key, { signal }));
   }
 
   /** A listing that fails part-way restarts and skips what it already yielded (each key once). */
   async *list(prefix: string, options: StoreSignal = {}): AsyncIterable<StoreEntry> {
     const seen = new Set<string>();
-    for (let attempt = 1; ; attempt++) {
-      throwIfAborted(options.signal);
-      try {
-        for await (const entry of this.#inner.list(prefix, options)) {
-          if (seen.has(entry.key)) continue;
-          seen.add(entry.key);
-          yield entry;
+    const { signal, release } = this.#fanout.acquire(options.signal);
+    try {
+      for (let attempt = 1; ; attempt++) {
+        throwIfAborted(signal);
+        try {
+          for await (const entry of this.#inner.list(prefix, { signal })) {
+            if (seen.has(entry.key)) continue;
+            seen.add(entry.key);
+            yield entry;
+          }
+          return;
+        } catch (err) {
+          if (!(await this.#backoff('list', prefix, attempt, err, signal))) throw err;
         }
-        return;
-      } catch (err) {
-        if (!(await this.#backoff('list', prefix, attempt, err, options.signal))) throw err;
       }
+    } finally {
+      release();
     }
   }
 

@@ -13,11 +13,12 @@ import {
   S3Client,
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
-import { Readable } from 'node:stream';
 import { throwIfAborted } from '../../core/errors.js';
 import { RepoError } from '../errors.js';
 import { checkKey, notFound, type GetOptions, type PutOptions, type Store, type StoreEntry, type StoreSignal, type StoreStat } from '../store.js';
+import { readBody, readBodyInto } from './s3-body.js';
 import { S3StoreError, isS3Status, s3Error } from './s3-errors.js';
+import type { ReadsInto } from './reads-into.js';
 
 export interface S3StoreOptions {
   readonly bucket: string;
@@ -30,7 +31,7 @@ export interface S3StoreOptions {
   readonly client?: S3Client;
 }
 
-export class S3Store implements Store {
+export class S3Store implements Store, ReadsInto {
   readonly bucket: string;
   readonly prefix: string;
   readonly #client: S3Client;
@@ -86,12 +87,41 @@ export class S3Store implements Store {
     });
     try {
       const response = await this.#client.send(command, { abortSignal: options.signal });
-      if (!response.Body) return Buffer.alloc(0);
       return await readBody(response.Body, response.ContentLength);
     } catch (err) {
+      if (err instanceof S3StoreError) throw err;
       if (isS3Status(err, 404) && !isNoSuchBucket(err)) throw notFound(key, err);
       // 416: the range starts at or past the end of an existing object, which holds no such bytes.
       if (range && isS3Status(err, 416)) return Buffer.alloc(0);
+      throw s3Error('get', this.bucket, objectKey, err, options.signal);
+    }
+  }
+
+  /**
+   * A ranged GET whose body streams straight into `target` (no per-request buffer, no concat).
+   * The answer must be the range asked for: a 206 starting at `offset`, or a 200 of a whole
+   * object that fits (offset 0); anything longer or elsewhere is refused, a short body retried.
+   */
+  async readInto(key: string, offset: number, target: Uint8Array, options: StoreSignal = {}): Promise<number> {
+    const objectKey = this.#key(key);
+    throwIfAborted(options.signal);
+    if (target.length === 0) {
+      await this.stat(key, options);
+      return 0;
+    }
+    const command = new GetObjectCommand({ Bucket: this.bucket, Key: objectKey, Range: `bytes=${offset}-${offset + target.length - 1}` });
+    try {
+      const response = await this.#client.send(command, { abortSignal: options.signal });
+      const start = rangeStart(response.ContentRange);
+      if (start !== offset && !(start === undefined && offset === 0)) {
+        throw new S3StoreError(`s3 get of '${this.bucket}/${objectKey}' answered range '${response.ContentRange ?? '(whole object)'}' for bytes ${offset}-${offset + target.length - 1}`, { retryable: false });
+      }
+      return await readBodyInto(response.Body, response.ContentLength, target);
+    } catch (err) {
+      if (err instanceof S3StoreError) throw err;
+      if (isS3Status(err, 404) && !isNoSuchBucket(err)) throw notFound(key, err);
+      // 416: the range starts at or past the end of an existing object, which holds no such bytes.
+      if (isS3Status(err, 416)) return 0;
       throw s3Error('get', this.bucket, objectKey, err, options.signal);
     }
   }
@@ -159,26 +189,10 @@ export class S3Store implements Store {
   }
 }
 
-/**
- * A response body as one Buffer. In Node the body is the HTTP response stream: with its
- * Content-Length known, chunks are copied into one unzeroed buffer as they arrive, instead of
- * kept until the end and concatenated into a zero-filled one (the SDK's way), which halves the
- * copying and the garbage of a restore's multi-MiB range reads.
- */
-async function readBody(body: unknown, length: number | undefined): Promise<Buffer> {
-  if (!(body instanceof Readable) || length === undefined || !Number.isSafeInteger(length) || length < 0) {
-    const bytes = await (body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray();
-    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  }
-  const out = Buffer.allocUnsafe(length);
-  let at = 0;
-  for await (const chunk of body as AsyncIterable<Buffer>) {
-    if (at + chunk.length > length) throw new RepoError('ECORRUPT', `s3 response body longer than its content-length ${length}`);
-    chunk.copy(out, at);
-    at += chunk.length;
-  }
-  if (at !== length) throw new RepoError('ECORRUPT', `s3 response body ended after ${at} of ${length} bytes`);
-  return out;
+/** First byte of a `Content-Range: bytes START-END/TOTAL` header; undefined without one. */
+function rangeStart(contentRange: string | undefined): number | undefined {
+  const match = contentRange === undefined ? null : /^bytes (\d+)-\d+\/(?:\d+|\*)$/.exec(contentRange.trim());
+  return match ? Number(match[1]) : contentRange === undefined ? undefined : Number.NaN;
 }
 
 function isNoSuchBucket(err: unknown): boolean {

@@ -32,7 +32,8 @@ export async function waitForGc(store: Store, options: { signal?: AbortSignal; t
   const deadline = Date.now() + (options.timeoutMs ?? 30 * 60_000);
   for (;;) {
     const now = Date.now();
-    const gcs = (await readLeases(store, options)).filter((l) => l.kind === 'gc' && isLive(l, now));
+    // Only gc leases are read: a busy repository's many backup leases cost no GETs here.
+    const gcs = (await readLeases(store, { kind: 'gc', signal: options.signal })).filter((l) => isLive(l, now));
     if (gcs.length === 0) return;
     if (now > deadline) throw new RepoError('ELOCKED', `gc lease ${gcs[0]!.key} (pid ${gcs[0]!.pid}) is still live: try again later`);
     await new Promise((resolve) => setTimeout(resolve, 100));

@@ -31,12 +31,14 @@ export function isLive(lease: LeaseRecord, now = Date.now(), ttlMs = leaseTtlMs(
   return now - lease.refreshedAt < ttlMs;
 }
 
-export async function readLeases(store: Store, options: { signal?: AbortSignal } = {}): Promise<LeaseRecord[]> {
+/** Every lease in the store, or only those of `kind` (its keys start `leases/KIND-`: one list, one GET each). */
+export async function readLeases(store: Store, options: { kind?: LeaseKind; signal?: AbortSignal } = {}): Promise<LeaseRecord[]> {
   const leases: LeaseRecord[] = [];
-  for await (const { key } of store.list(LEASE_PREFIX, options)) {
+  const prefix = options.kind === undefined ? LEASE_PREFIX : `${LEASE_PREFIX}${options.kind}-`;
+  for await (const { key } of store.list(prefix, { signal: options.signal })) {
     try {
-      const record = JSON.parse((await store.get(key, options)).toString('utf8')) as Omit<LeaseRecord, 'key'>;
-      leases.push({ ...record, key });
+      const record = JSON.parse((await store.get(key, { signal: options.signal })).toString('utf8')) as Omit<LeaseRecord, 'key'>;
+      if (options.kind === undefined || record.kind === options.kind) leases.push({ ...record, key });
     } catch (err) {
       if (isNotFound(err)) continue; // released between list and get
       if (err instanceof SyntaxError) continue; // torn write of a dead process: local puts are atomic, so never live

@@ -101,33 +101,47 @@ export async function runBackup(repo: Repository, source: BackupSource, options:
       }
     }
 
-    const processBatch = async (first: number, count: number): Promise<void> => {
+    // A batch is one or more runs of slots (scattered dirty clusters are grouped, so each worker
+    // round trip and index update covers many of them); its runs' block-status queries and reads
+    // are all in flight at once, which is what keeps a cold disk or an NBD source busy.
+    const processBatch = async (runs: readonly Run[]): Promise<void> => {
       await uploads.ready();
       throwIfAborted(signal);
-      const offset = first * chunkSize;
-      const length = Math.min(count * chunkSize, source.size - offset);
-      const zeroByStatus = await zeroSlotsByStatus(source, first, count, chunkSize, signal);
+      const layout = runs.map(([first, count]) => ({ first, count, length: Math.min(count * chunkSize, source.size - first * chunkSize) }));
+      const length = layout.reduce((sum, r) => sum + r.length, 0);
+      const slotsInBatch = layout.reduce((sum, r) => sum + r.count, 0);
+      const zeroByStatus = (await Promise.all(layout.map((r) => zeroSlotsByStatus(source, r.first, r.count, chunkSize, signal)))).flat();
       let ids: (Buffer | undefined)[];
       if (zeroByStatus.every(Boolean)) {
-        ids = new Array<undefined>(count).fill(undefined);
+        ids = new Array<undefined>(slotsInBatch).fill(undefined);
       } else {
         const buf = pool.buffer(length);
-        // Read only the runs of slots block status did not report as zero; zero-fill the rest.
-        for (let i = 0; i < count; ) {
-          let j = i;
-          while (j < count && zeroByStatus[j] === zeroByStatus[i]) j++;
-          const runStart = i * chunkSize;
-          const runEnd = Math.min(length, j * chunkSize);
-          if (zeroByStatus[i]) buf.fill(0, runStart, runEnd);
-          else await source.read(offset + runStart, buf.subarray(runStart, runEnd), { signal });
-          i = j;
+        // Read only the slots block status did not report as zero; zero-fill the rest. Runs sit
+        // back to back in `buf` (only the disk's last slot can be short, and it comes last).
+        const reads: Promise<void>[] = [];
+        let slot = 0;
+        let at = 0;
+        for (const r of layout) {
+          for (let i = 0; i < r.count; ) {
+            let j = i;
+            while (j < r.count && zeroByStatus[slot + j] === zeroByStatus[slot + i]) j++;
+            const runStart = i * chunkSize;
+            const runEnd = Math.min(r.length, j * chunkSize);
+            const target = buf.subarray(at + runStart, at + runEnd);
+            if (zeroByStatus[slot + i]) target.fill(0);
+            else reads.push(source.read(r.first * chunkSize + runStart, target, { signal }));
+            i = j;
+          }
+          slot += r.count;
+          at += r.length;
         }
+        await Promise.all(reads);
         const hashed = await pool.hash(buf, chunkSize);
         ids = hashed.ids;
         const fresh: number[] = [];
         // One catalog query for the batch; no await between the lookup and session.add.
         const stored = repo.catalog.locateMany(ids.filter((id): id is Buffer => id !== undefined));
-        for (let i = 0; i < count; i++) {
+        for (let i = 0; i < slotsInBatch; i++) {
           const id = ids[i];
           if (!id) continue;
           const hex = id.toString('hex');
@@ -143,7 +157,11 @@ export async function runBackup(repo: Repository, source: BackupSource, options:
         newChunks += fresh.length;
       }
       zeroSlots += ids.filter((id) => !id).length;
-      await index.set(first, ids);
+      let slot = 0;
+      for (const r of layout) {
+        await index.set(r.first, ids.slice(slot, slot + r.count));
+        slot += r.count;
+      }
       bytesDone += length;
       options.onProgress?.({ bytesDone, bytesTotal: source.size, newChunks, newBytes });
     };
@@ -181,7 +199,7 @@ export async function runBackup(repo: Repository, source: BackupSource, options:
 }
 
 /** Runs of slots to back up: all of them, or those overlapping `changed`. */
-function changedSlots(slots: number, chunkSize: number, changed: BackupOptions['changed']): [number, number][] {
+function changedSlots(slots: number, chunkSize: number, changed: BackupOptions['changed']): Run[] {
   if (!changed) return slots > 0 ? [[0, slots]] : [];
   const marks = new Uint8Array(slots);
   for (const { offset, length } of changed) {
@@ -189,7 +207,7 @@ function changedSlots(slots: number, chunkSize: number, changed: BackupOptions['
     const end = Math.min(slots, Math.ceil((offset + length) / chunkSize));
     for (let s = Math.floor(offset / chunkSize); s < end; s++) marks[s] = 1;
   }
-  const runs: [number, number][] = [];
+  const runs: Run[] = [];
   for (let s = 0; s < slots; s++) {
     if (!marks[s]) continue;
     const last = runs[runs.length - 1];
@@ -199,10 +217,27 @@ function changedSlots(slots: number, chunkSize: number, changed: BackupOptions['
   return runs;
 }
 
-function* batches(runs: [number, number][], perBatch: number): Generator<[number, number]> {
+/** A run of slots: [first slot, count]. */
+type Run = [number, number];
+
+/** Groups runs into batches of at most `perBatch` slots, splitting long runs (runBounded's argument tuples). */
+function* batches(runs: readonly Run[], perBatch: number): Generator<[Run[]]> {
+  let batch: Run[] = [];
+  let inBatch = 0;
   for (const [first, count] of runs) {
-    for (let s = first; s < first + count; s += perBatch) yield [s, Math.min(perBatch, first + count - s)];
+    for (let s = first; s < first + count; ) {
+      const take = Math.min(perBatch - inBatch, first + count - s);
+      batch.push([s, take]);
+      inBatch += take;
+      s += take;
+      if (inBatch === perBatch) {
+        yield [batch];
+        batch = [];
+        inBatch = 0;
+      }
+    }
   }
+  if (batch.length > 0) yield [batch];
 }
 
 /** Per slot: true when the source's block status says it reads as zero. */

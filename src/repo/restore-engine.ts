@@ -54,6 +54,7 @@ export async function runRestore(repo: Repository, manifest: Manifest, target: s
     const chunkSize = manifest.chunkSize;
     // Local and S3 stores (and their wrappers) read into span buffers the pool reuses; others allocate per read.
     const readInto = (repo.store as Partial<ReadsInto>).readInto?.bind(repo.store);
+    const maxSpan = (repo.store as Partial<ReadsInto>).preferredReadBytes ?? MAX_SPAN;
     const fetchSpan = async (span: Span): Promise<void> => {
       let data: Buffer;
       try {
@@ -87,7 +88,7 @@ export async function runRestore(repo: Repository, manifest: Manifest, target: s
       }
       options.onProgress?.({ bytesDone, bytesTotal: manifest.size });
     };
-    await runBounded(spans(repo, manifest, pageIds, signal), fetchSpan, options.concurrency ?? 6, signal);
+    await runBounded(spans(repo, manifest, pageIds, maxSpan, signal), fetchSpan, options.concurrency ?? 6, signal);
     if (options.sync ?? true) await file.sync();
   } finally {
     await pool.close();
@@ -110,7 +111,7 @@ async function writeAll(file: FileHandle, buffers: Buffer[], position: number): 
 }
 
 /** Range reads covering every data slot, a window of slots at a time (bounded memory). */
-async function* spans(repo: Repository, manifest: Manifest, pageIds: Buffer[], signal?: AbortSignal): AsyncGenerator<[Span]> {
+async function* spans(repo: Repository, manifest: Manifest, pageIds: Buffer[], maxSpan: number, signal?: AbortSignal): AsyncGenerator<[Span]> {
   const windowSlots = Math.max(1, Math.floor(WINDOW_BYTES / manifest.chunkSize));
   let window = new Map<string, { id: Buffer; slots: number[] }>();
   let windowCount = 0;
@@ -127,7 +128,7 @@ async function* spans(repo: Repository, manifest: Manifest, pageIds: Buffer[], s
     for (const blob of blobs) {
       const { pack, offset, storedLength } = blob.location;
       const end = offset + storedLength;
-      if (span && span.pack === pack && offset >= span.offset + span.length && offset - (span.offset + span.length) <= MAX_GAP && end - span.offset <= MAX_SPAN) {
+      if (span && span.pack === pack && offset >= span.offset + span.length && offset - (span.offset + span.length) <= MAX_GAP && end - span.offset <= maxSpan) {
         span.length = end - span.offset;
         span.blobs.push(blob);
         continue;

@@ -3,7 +3,7 @@
 // RetryStore it counts every attempt, outside it every logical call.
 
 import type { GetOptions, PutOptions, Store, StoreEntry, StoreSignal, StoreStat } from '../store.js';
-import { readIntoVia, type ReadsInto } from './reads-into.js';
+import { preferredReadBytes, readIntoVia, type ReadsInto } from './reads-into.js';
 
 /** Keys an S3 ListObjectsV2 page returns at most; one list request per started page. */
 export const LIST_PAGE_KEYS = 1000;
@@ -89,6 +89,10 @@ export class CountingStore implements Store, ReadsInto {
     const data = await this.#count('get', key, () => this.#inner.get(key, options));
     this.#counts.bytesRead += data.length;
     return data;
+  }
+
+  get preferredReadBytes(): number | undefined {
+    return preferredReadBytes(this.#inner);
   }
 
   /** Counted as a get, like the ranged GET it is. */

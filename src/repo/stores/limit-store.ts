@@ -4,7 +4,7 @@
 
 import { AbortedError, throwIfAborted } from '../../core/errors.js';
 import type { GetOptions, PutOptions, Store, StoreEntry, StoreSignal, StoreStat } from '../store.js';
-import { readIntoVia, type ReadsInto } from './reads-into.js';
+import { preferredReadBytes, readIntoVia, type ReadsInto } from './reads-into.js';
 
 export class LimitStore implements Store, ReadsInto {
   readonly #inner: Store;
@@ -66,6 +66,10 @@ export class LimitStore implements Store, ReadsInto {
 
   get(key: string, options: GetOptions = {}): Promise<Buffer> {
     return this.#run(options.signal, () => this.#inner.get(key, options));
+  }
+
+  get preferredReadBytes(): number | undefined {
+    return preferredReadBytes(this.#inner);
   }
 
   readInto(key: string, offset: number, target: Uint8Array, options: StoreSignal = {}): Promise<number> {

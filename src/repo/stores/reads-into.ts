@@ -8,10 +8,17 @@ import type { Store, StoreSignal } from '../store.js';
 export interface ReadsInto {
   /** Reads bytes [offset, offset + target.length) of an object into target; resolves how many exist. */
   readInto(key: string, offset: number, target: Uint8Array, options?: StoreSignal): Promise<number>;
+  /** Bytes one read should cover when the caller can choose (S3: requests cost ms each); unset: no preference. */
+  readonly preferredReadBytes?: number | undefined;
 }
 
 export function canReadInto(store: Store): store is Store & ReadsInto {
   return typeof (store as Partial<ReadsInto>).readInto === 'function';
+}
+
+/** A wrapped store's preferredReadBytes, for wrappers to pass on. */
+export function preferredReadBytes(store: Store): number | undefined {
+  return (store as Partial<ReadsInto>).preferredReadBytes;
 }
 
 /** `store.readInto` when it has one, else a ranged get copied into `target`. */

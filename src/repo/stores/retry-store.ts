@@ -9,7 +9,7 @@ import { AbortedError, FleeceError, throwIfAborted } from '../../core/errors.js'
 import { isNotFound } from '../errors.js';
 import type { GetOptions, PutOptions, Store, StoreEntry, StoreSignal, StoreStat } from '../store.js';
 import { AbortFanout } from './abort-fanout.js';
-import { readIntoVia, type ReadsInto } from './reads-into.js';
+import { preferredReadBytes, readIntoVia, type ReadsInto } from './reads-into.js';
 
 export interface RetryOptions {
   /** Attempts per call including the first (default 6). */
@@ -94,6 +94,10 @@ export class RetryStore implements Store, ReadsInto {
 
   get(key: string, options: GetOptions = {}): Promise<Buffer> {
     return this.#retry('get', key, options.signal, (signal) => this.#inner.get(key, { ...options, signal }));
+  }
+
+  get preferredReadBytes(): number | undefined {
+    return preferredReadBytes(this.#inner);
   }
 
   /** A failed attempt may have filled part of `target`: the next one overwrites it from the start. */

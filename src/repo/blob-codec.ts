@@ -148,20 +148,7 @@ export class BlobCodec {
 
   /** Recovers and checks the plaintext; ECORRUPT names which check failed (crc32 first). */
   open(ref: BlobRef, stored: Buffer, where: string): Buffer {
-    const what = `${typeName(ref.type)} ${ref.id.toString('hex').slice(0, 16)} in ${where}`;
-    const crcFailure = (): RepoError | undefined => (crc32(stored) !== ref.crc ? new RepoError('ECORRUPT', `${what}: crc32 mismatch (stored bytes damaged)`) : undefined);
-    // The content hash (and the GCM tag) catch any damage, so CRC32 runs up front only where
-    // nothing stronger guards the next step (zstd on unauthenticated bytes), and otherwise only
-    // once a check failed, to report damaged stored bytes as such.
-    if (ref.flags & FLAG_ZSTD && !(ref.flags & FLAG_SEALED)) {
-      const failure = crcFailure();
-      if (failure) throw failure;
-    }
-    try {
-      return this.#open(ref, stored, what);
-    } catch (err) {
-      throw crcFailure() ?? err;
-    }
+    return this.#guarded(ref, stored, where, (what) => this.#open(ref, stored, what));
   }
 
   /**
@@ -169,13 +156,7 @@ export class BlobCodec {
    * returns the checked plaintext: a view of `out`, or of `stored` when it was kept raw.
    */
   openInto(ref: BlobRef, stored: Buffer, where: string, out: Buffer, at: number): Buffer {
-    const what = `${typeName(ref.type)} ${ref.id.toString('hex').slice(0, 16)} in ${where}`;
-    const crcFailure = (): RepoError | undefined => (crc32(stored) !== ref.crc ? new RepoError('ECORRUPT', `${what}: crc32 mismatch (stored bytes damaged)`) : undefined);
-    if (ref.flags & FLAG_ZSTD && !(ref.flags & FLAG_SEALED)) {
-      const failure = crcFailure();
-      if (failure) throw failure;
-    }
-    try {
+    return this.#guarded(ref, stored, where, (what) => {
       let body = this.#decrypt(ref, stored, what);
       if (ref.flags & FLAG_ZSTD) {
         const target = out.subarray(at, at + ref.rawLength);
@@ -190,6 +171,24 @@ export class BlobCodec {
         body = target;
       }
       return this.#check(ref, body, what);
+    });
+  }
+
+  /**
+   * Runs `recover` under the CRC32 policy. The content hash (and the GCM tag) catch any damage,
+   * so CRC32 runs up front only where nothing stronger guards the next step (zstd on
+   * unauthenticated bytes), and otherwise only once a check failed, to report damaged stored
+   * bytes as such.
+   */
+  #guarded(ref: BlobRef, stored: Buffer, where: string, recover: (what: string) => Buffer): Buffer {
+    const what = `${typeName(ref.type)} ${ref.id.toString('hex').slice(0, 16)} in ${where}`;
+    const crcFailure = (): RepoError | undefined => (crc32(stored) !== ref.crc ? new RepoError('ECORRUPT', `${what}: crc32 mismatch (stored bytes damaged)`) : undefined);
+    if (ref.flags & FLAG_ZSTD && !(ref.flags & FLAG_SEALED)) {
+      const failure = crcFailure();
+      if (failure) throw failure;
+    }
+    try {
+      return recover(what);
     } catch (err) {
       throw crcFailure() ?? err;
     }

@@ -2,6 +2,7 @@
 // its backup bitmap), an NBD export (`nbd://…`, incremental with `--bitmap`) or a raw image
 // file into the repository. Ctrl-C cancels cleanly: no manifest, change tracking untouched.
 
+import { setMaxListeners } from 'node:events';
 import type { Command } from 'commander';
 import { ApiClient } from '../../api/api-client.js';
 import { UsageError } from '../../core/errors.js';
@@ -44,6 +45,8 @@ previous backup (the first one is full); so do nbd:// backups given --bitmap.`)
       const rate = flags.rateLimit !== undefined ? parseSize(flags.rateLimit, '--rate-limit') : undefined;
       const repo = await openRepo(flags);
       const controller = new AbortController();
+      // Every read in flight (a batch reads its runs at once, several batches run) listens for abort.
+      setMaxListeners(1024, controller.signal);
       const onSignal = (): void => controller.abort();
       process.once('SIGINT', onSignal);
       process.once('SIGTERM', onSignal);

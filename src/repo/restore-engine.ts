@@ -59,7 +59,8 @@ export async function runRestore(repo: Repository, manifest: Manifest, target: s
       let data: Buffer;
       try {
         if (readInto) {
-          data = pool.spanBuffer(span.length);
+          // Every buffer of maxSpan bytes, so any spare fits any span: no fresh multi-MiB buffers to fault in and collect.
+          data = pool.spanBuffer(Math.max(maxSpan, span.length)).subarray(0, span.length);
           data = data.subarray(0, await readInto(packKey(span.pack), span.offset, data, { signal }));
         } else {
           data = await repo.store.get(packKey(span.pack), { range: { offset: span.offset, length: span.length }, signal });

@@ -110,7 +110,7 @@ export async function runBackup(repo: Repository, source: BackupSource, options:
       const layout = runs.map(([first, count]) => ({ first, count, length: Math.min(count * chunkSize, source.size - first * chunkSize) }));
       const length = layout.reduce((sum, r) => sum + r.length, 0);
       const slotsInBatch = layout.reduce((sum, r) => sum + r.count, 0);
-      const zeroByStatus = (await Promise.all(layout.map((r) => zeroSlotsByStatus(source, r.first, r.count, chunkSize, signal)))).flat();
+      const zeroByStatus = await zeroSlotsByStatus(source, runs, chunkSize, signal);
       let ids: (Buffer | undefined)[];
       if (zeroByStatus.every(Boolean)) {
         ids = new Array<undefined>(slotsInBatch).fill(undefined);
@@ -240,25 +240,37 @@ function* batches(runs: readonly Run[], perBatch: number): Generator<[Run[]]> {
   if (batch.length > 0) yield [batch];
 }
 
-/** Per slot: true when the source's block status says it reads as zero. */
-async function zeroSlotsByStatus(source: BackupSource, first: number, count: number, chunkSize: number, signal?: AbortSignal): Promise<boolean[]> {
-  const result = new Array<boolean>(count).fill(false);
-  if (!source.blockStatus || source.capabilities?.canBlockStatus === false) return result;
-  const start = first * chunkSize;
-  const end = Math.min(source.size, (first + count) * chunkSize);
-  let at = start;
-  while (at < end) {
+/**
+ * Per slot of `runs` (in order): true when the source's block status says it reads as zero. One
+ * query loop covers the whole span of the runs, so scattered dirty clusters cost a few block
+ * status round trips per batch, not one each.
+ */
+async function zeroSlotsByStatus(source: BackupSource, runs: readonly Run[], chunkSize: number, signal?: AbortSignal): Promise<boolean[]> {
+  const total = runs.reduce((sum, [, count]) => sum + count, 0);
+  const result = new Array<boolean>(total).fill(false);
+  if (!source.blockStatus || source.capabilities?.canBlockStatus === false || runs.length === 0) return result;
+  const start = runs[0]![0] * chunkSize;
+  const last = runs[runs.length - 1]!;
+  const end = Math.min(source.size, (last[0] + last[1]) * chunkSize);
+  const zeroExtents: [number, number][] = [];
+  for (let at = start; at < end; ) {
     const extents = await source.blockStatus(at, end - at, { signal });
     if (extents.length === 0) break;
     for (const e of extents) {
-      if (e.zero) {
-        const extentEnd = e.offset + e.length;
-        for (let i = Math.max(0, Math.ceil((e.offset - start) / chunkSize)); i < count; i++) {
-          if (Math.min(start + (i + 1) * chunkSize, end) > extentEnd) break;
-          result[i] = true;
-        }
-      }
+      if (e.zero) zeroExtents.push([e.offset, e.offset + e.length]);
       at = e.offset + e.length;
+    }
+  }
+  // Both lists ascend: walk them together; a slot is zero when one zero extent covers it whole.
+  let slot = 0;
+  let z = 0;
+  for (const [first, count] of runs) {
+    for (let i = first; i < first + count; i++, slot++) {
+      const slotStart = i * chunkSize;
+      const slotEnd = Math.min(source.size, slotStart + chunkSize);
+      while (z < zeroExtents.length && zeroExtents[z]![1] <= slotStart) z++;
+      const extent = zeroExtents[z];
+      result[slot] = extent !== undefined && extent[0] <= slotStart && extent[1] >= slotEnd;
     }
   }
   return result;

@@ -211,6 +211,7 @@ test('radosgw killed mid-backup: the backup fails cleanly, the repository stays 
     assert.equal(failed.code, 1, `exit status: ${failed.stderr}`);
     assert.match(failed.stderr, /s3 (put|get|list|delete|stat) of .*failed/);
     assert.doesNotMatch(failed.stderr, /^\s+at /m, 'an error message, not a stack trace');
+    assert.doesNotMatch(failed.stderr, /MaxListenersExceededWarning/, 'retries and backoffs do not pile abort listeners on one signal');
     assert.equal(failed.stdout, '');
   } finally {
     await rgw.restartGateway();

@@ -4,7 +4,7 @@
 // so a concurrent gc keeps everything it may reference.
 
 import { availableParallelism } from 'node:os';
-import { throwIfAborted } from '../core/errors.js';
+import { FleeceError, throwIfAborted } from '../core/errors.js';
 import type { BackupSource } from './backup-source.js';
 import { BlobType } from './blob-codec.js';
 import { ChunkPool } from './chunk-pool.js';
@@ -101,6 +101,21 @@ export async function runBackup(repo: Repository, source: BackupSource, options:
       }
     }
 
+    // Block status over a batch's whole span, unless the source refused that once: a QEMU fleecing
+    // export restricted to a bitmap answers EINVAL outside it; then each run is asked on its own.
+    let statusPerRun = false;
+    const zeroStatus = async (runs: readonly Run[]): Promise<boolean[]> => {
+      if (!statusPerRun) {
+        try {
+          return await zeroSlotsByStatus(source, runs, chunkSize, signal);
+        } catch (err) {
+          if (!(err instanceof FleeceError && err.code === 'EINVAL') || runs.length === 1) throw err;
+          statusPerRun = true;
+        }
+      }
+      return (await Promise.all(runs.map((r) => zeroSlotsByStatus(source, [r], chunkSize, signal)))).flat();
+    };
+
     // A batch is one or more runs of slots (scattered dirty clusters are grouped, so each worker
     // round trip and index update covers many of them); its runs' block-status queries and reads
     // are all in flight at once, which is what keeps a cold disk or an NBD source busy.
@@ -110,7 +125,7 @@ export async function runBackup(repo: Repository, source: BackupSource, options:
       const layout = runs.map(([first, count]) => ({ first, count, length: Math.min(count * chunkSize, source.size - first * chunkSize) }));
       const length = layout.reduce((sum, r) => sum + r.length, 0);
       const slotsInBatch = layout.reduce((sum, r) => sum + r.count, 0);
-      const zeroByStatus = await zeroSlotsByStatus(source, runs, chunkSize, signal);
+      const zeroByStatus = await zeroStatus(runs);
       let ids: (Buffer | undefined)[];
       if (zeroByStatus.every(Boolean)) {
         ids = new Array<undefined>(slotsInBatch).fill(undefined);

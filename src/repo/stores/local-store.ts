@@ -4,7 +4,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { link, mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
+import { link, mkdir, open, readdir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { throwIfAborted } from '../../core/errors.js';
 import { checkKey, notFound, type GetOptions, type PutOptions, type Store, type StoreEntry, type StoreSignal, type StoreStat } from '../store.js';
@@ -63,15 +63,7 @@ export class LocalStore implements Store, ReadsInto {
   }
 
   async get(key: string, options: GetOptions = {}): Promise<Buffer> {
-    const path = this.#path(key);
-    throwIfAborted(options.signal);
-    let handle;
-    try {
-      handle = await open(path, 'r');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw notFound(key, err);
-      throw err;
-    }
+    const handle = await this.#openForRead(key, options.signal);
     try {
       if (!options.range) return await handle.readFile();
       const { offset, length } = options.range;
@@ -90,16 +82,20 @@ export class LocalStore implements Store, ReadsInto {
     }
   }
 
-  async readInto(key: string, offset: number, target: Uint8Array, options: StoreSignal = {}): Promise<number> {
+  /** Opens an object's file for reading; a missing one is ENOTFOUND. */
+  async #openForRead(key: string, signal?: AbortSignal): Promise<FileHandle> {
     const path = this.#path(key);
-    throwIfAborted(options.signal);
-    let handle;
+    throwIfAborted(signal);
     try {
-      handle = await open(path, 'r');
+      return await open(path, 'r');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw notFound(key, err);
       throw err;
     }
+  }
+
+  async readInto(key: string, offset: number, target: Uint8Array, options: StoreSignal = {}): Promise<number> {
+    const handle = await this.#openForRead(key, options.signal);
     try {
       let done = 0;
       while (done < target.length) {

@@ -22,7 +22,7 @@ now() { date +%s.%N; }
 took() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f s", b - a }'; }
 say() { printf 'demo: %s\n' "$*"; }
 
-fleece daemon --state "$FLEECE_STATE" >"$DEMO/daemon.log" 2>&1 &
+node "$CLI" daemon --state "$FLEECE_STATE" >"$DEMO/daemon.log" 2>&1 &   # not the shell function: $! must be node itself
 DAEMON=$!
 trap 'kill $DAEMON 2>/dev/null || true; wait $DAEMON 2>/dev/null || true' EXIT
 for _ in $(seq 100); do [ -S "$FLEECE_STATE/api.sock" ] && break; sleep 0.1; done

@@ -3,6 +3,7 @@
 // also checks the incremental read far less than the full backup.
 
 import assert from 'node:assert/strict';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { requireTools, run, scratchDir } from '../helpers/tools.js';
@@ -21,7 +22,19 @@ test('the demo runs the whole backup story and both restores are identical', { t
     assert.ok(Number(full[1]) >= 96, `full backup read ${full[1]} MiB`);
     // 100 scattered 4 KiB writes dirty at most 100 clusters of 64 KiB.
     assert.ok(Number(incremental[1]) <= 6.3, `incremental read ${incremental[1]} MiB`);
+    assert.deepEqual(await processesMentioning(join(dir.path, 'demo')), [], 'the demo left a process running');
   } finally {
     await dir.cleanup();
   }
 });
+
+/** Pids whose command line mentions `text` (the demo must stop the daemon it started). */
+async function processesMentioning(text: string): Promise<number[]> {
+  const found: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
+    if (cmdline.includes(text)) found.push(Number(entry));
+  }
+  return found;
+}

@@ -5,7 +5,7 @@
 
 import type { WriteOptions, ZeroOptions } from '../block-device.js';
 import { BlockError } from '../errors.js';
-import { FilterDevice } from './filter-device.js';
+import { FilterDevice, thenAlways } from './filter-device.js';
 import { RangeTracker, type RangeTicket } from './range-tracker.js';
 import { Snapshot, type SnapshotOptions } from './snapshot.js';
 
@@ -68,19 +68,19 @@ export class CopyBeforeWriteDevice extends FilterDevice {
 
   override write(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
     const ticket = this.#enterFast(offset, data.length);
-    if (ticket) return releasing(ticket, () => this.child.write(offset, data, options));
+    if (ticket) return thenAlways(() => this.child.write(offset, data, options), () => ticket.release());
     return this.#guarded(offset, data.length, () => this.child.write(offset, data, options));
   }
 
   override writeZeroes(offset: number, length: number, options?: ZeroOptions): Promise<void> {
     const ticket = this.#enterFast(offset, length);
-    if (ticket) return releasing(ticket, () => this.child.writeZeroes(offset, length, options));
+    if (ticket) return thenAlways(() => this.child.writeZeroes(offset, length, options), () => ticket.release());
     return this.#guarded(offset, length, () => this.child.writeZeroes(offset, length, options));
   }
 
   override discard(offset: number, length: number, options?: WriteOptions): Promise<void> {
     const ticket = this.#enterFast(offset, length);
-    if (ticket) return releasing(ticket, () => this.child.discard(offset, length, options));
+    if (ticket) return thenAlways(() => this.child.discard(offset, length, options), () => ticket.release());
     return this.#guarded(offset, length, () => this.child.discard(offset, length, options));
   }
 
@@ -116,19 +116,3 @@ export class CopyBeforeWriteDevice extends FilterDevice {
   }
 }
 
-/** Runs io now and releases the ticket once it settles, without an async frame of its own. */
-function releasing(ticket: RangeTicket, io: () => Promise<void>): Promise<void> {
-  let pending: Promise<void>;
-  try {
-    pending = io();
-  } catch (error) {
-    pending = Promise.reject(error);
-  }
-  return pending.then(
-    () => ticket.release(),
-    (error: unknown) => {
-      ticket.release();
-      throw error;
-    },
-  );
-}

@@ -4,7 +4,7 @@
 
 import type { BlockDevice, WriteOptions, ZeroOptions } from '../block-device.js';
 import type { BitmapSet } from '../bitmap/bitmap-set.js';
-import { FilterDevice } from './filter-device.js';
+import { FilterDevice, thenAlways } from './filter-device.js';
 
 export class DirtyTrackerDevice extends FilterDevice {
   readonly bitmaps: BitmapSet;
@@ -27,21 +27,10 @@ export class DirtyTrackerDevice extends FilterDevice {
     return this.#marking(offset, length, () => this.child.discard(offset, length, options));
   }
 
-  /** Runs io now and marks the range once it settles, either way (or throws), passing its outcome on. */
+  /** Runs io now and marks the range once it settles, either way (a failed write may be half done). */
   #marking(offset: number, length: number, io: () => Promise<void>): Promise<void> {
     const bitmaps = this.bitmaps;
-    let pending: Promise<void>;
-    try {
-      pending = io();
-    } catch (error) {
-      pending = Promise.reject(error);
-    }
-    return pending.then(
-      () => bitmaps.markDirty(offset, length),
-      (error: unknown) => {
-        bitmaps.markDirty(offset, length);
-        throw error;
-      },
-    );
+    return thenAlways(io, () => bitmaps.markDirty(offset, length));
   }
+
 }

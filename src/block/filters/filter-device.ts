@@ -52,3 +52,20 @@ export abstract class FilterDevice implements BlockDevice {
     return this.child.close();
   }
 }
+
+/**
+ * Runs `io` now and `after` once it settles either way (or throws synchronously), passing its
+ * outcome on; no async frame of its own, so filters on the guest write path stay cheap.
+ */
+export function thenAlways(io: () => Promise<void>, after: () => void): Promise<void> {
+  let pending: Promise<void>;
+  try {
+    pending = io();
+  } catch (error) {
+    pending = Promise.reject(error);
+  }
+  return pending.then(after, (error: unknown) => {
+    after();
+    throw error;
+  });
+}

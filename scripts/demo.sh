@@ -21,6 +21,17 @@ fleece() { node "$CLI" "$@"; }
 now() { date +%s.%N; }
 took() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f s", b - a }'; }
 say() { printf 'demo: %s\n' "$*"; }
+# Backs up the disk, says what it read and stored, and leaves the backup id in LAST_ID.
+backup_step() {
+  local t json
+  t=$(now)
+  json=$(fleece backup disk:vm --json 2> >(grep -v '^{"event"' >&2))
+  LAST_ID=$(node -e 'console.log(JSON.parse(process.argv[1]).id)' "$json")
+  say "$1 backup ${LAST_ID:0:12} in $(took "$t"): $(node -e '
+    const m = JSON.parse(process.argv[1]); const mib = (n) => (n / 2 ** 20).toFixed(1);
+    console.log(`read ${mib(m.bytesRead)} MiB, stored ${mib(m.counts.newBytes)} MiB in ${m.counts.newChunks} new chunks, ` +
+      (m.parent ? `only the dirty clusters (parent ${m.parent.slice(0, 12)})` : `${m.counts.zeroSlots} zero chunks skipped`));' "$json")"
+}
 
 node "$CLI" daemon --state "$FLEECE_STATE" >"$DEMO/daemon.log" 2>&1 &   # not the shell function: $! must be node itself
 DAEMON=$!
@@ -41,10 +52,8 @@ qemu-io -f raw -c 'write -P 0x5a 512M 64M' -c 'write -z 600M 8M' "$URI" >/dev/nu
 say "wrote 96 MiB of random data at 0 and a 64 MiB pattern at 512 MiB over NBD in $(took "$t")"
 nbdcopy "$URI" "$DEMO/expected-1.img"
 
-t=$(now)
-FULL=$(fleece backup disk:vm --json 2> >(grep -v '^{"event"' >&2))
-FULL_ID=$(node -e 'const m=JSON.parse(process.argv[1]);console.log(m.id)' "$FULL")
-say "full backup ${FULL_ID:0:12} in $(took "$t"): $(node -e 'const m=JSON.parse(process.argv[1]);console.log(`read ${(m.bytesRead/2**20).toFixed(0)} MiB, stored ${(m.counts.newBytes/2**20).toFixed(1)} MiB in ${m.counts.newChunks} new chunks, ${m.counts.zeroSlots} zero chunks skipped`)' "$FULL")"
+backup_step full
+FULL_ID=$LAST_ID
 
 t=$(now)
 CMDS=()
@@ -53,10 +62,8 @@ qemu-io -f raw "${CMDS[@]}" "$URI" >/dev/null
 say "wrote 100 scattered 4 KiB blocks over NBD in $(took "$t")"
 nbdcopy "$URI" "$DEMO/expected-2.img"
 
-t=$(now)
-INCR=$(fleece backup disk:vm --json 2> >(grep -v '^{"event"' >&2))
-INCR_ID=$(node -e 'const m=JSON.parse(process.argv[1]);console.log(m.id)' "$INCR")
-say "incremental backup ${INCR_ID:0:12} in $(took "$t"): $(node -e 'const m=JSON.parse(process.argv[1]);console.log(`read ${(m.bytesRead/2**20).toFixed(1)} MiB (only the dirty clusters), stored ${(m.counts.newBytes/2**20).toFixed(1)} MiB in ${m.counts.newChunks} new chunks, parent ${m.parent.slice(0,12)}`)' "$INCR")"
+backup_step incremental
+INCR_ID=$LAST_ID
 
 for n in 1 2; do
   id=$([ "$n" = 1 ] && echo "$FULL_ID" || echo "$INCR_ID")

@@ -16,7 +16,7 @@ test('the demo runs the whole backup story and both restores are identical', { t
     assert.equal(result.code, 0, `${result.stdout}\n${result.stderr}`);
     const identical = result.stdout.match(/identical to the disk at backup time/g) ?? [];
     assert.equal(identical.length, 2, result.stdout);
-    const full = /full backup \w+ in [\d.]+ s: read (\d+) MiB/.exec(result.stdout);
+    const full = /full backup \w+ in [\d.]+ s: read ([\d.]+) MiB/.exec(result.stdout);
     const incremental = /incremental backup \w+ in [\d.]+ s: read ([\d.]+) MiB/.exec(result.stdout);
     assert.ok(full && incremental, result.stdout);
     assert.ok(Number(full[1]) >= 96, `full backup read ${full[1]} MiB`);

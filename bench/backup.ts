@@ -19,7 +19,7 @@ const MIB = 2 ** 20;
 const SIZE = Math.max(64 * MIB, Math.floor(parseSize(process.env.BENCH_SIZE ?? '4G', 'BENCH_SIZE') / (16 * MIB)) * 16 * MIB);
 const CLUSTER = 64 * 1024; // the disk bitmap's granularity and the repository's chunk size
 const SEQUENTIAL = 64 * MIB;
-const CLI = resolve('dist/src/cli/main.js');
+const CLI = resolve('dist/src/cli/fleece.cjs');
 
 type Step = 'full' | 'scattered' | 'sequential';
 const STEPS: Step[] = ['full', 'scattered', 'sequential'];

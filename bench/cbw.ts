@@ -9,7 +9,7 @@ import { join, resolve } from 'node:path';
 import { median, ratioCell, table, writeSection } from './lib/report.js';
 import { runFio, startServer, syncAll, type FioResult } from './lib/procs.js';
 
-const CLI = resolve('dist/src/cli/main.js');
+const CLI = resolve('dist/src/cli/fleece.cjs');
 const SIZE_MIB = 512;
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 6);

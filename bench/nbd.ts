@@ -17,7 +17,7 @@ interface Peer {
   start(file: string, socket: string): ReturnType<typeof startServer>;
 }
 
-const CLI = resolve('dist/src/cli/main.js');
+const CLI = resolve('dist/src/cli/fleece.cjs');
 const peers: Peer[] = [
   { name: 'fleece', start: (f, s) => startServer(process.execPath, [CLI, 'serve', f, '--socket', s, '--export', 'bench'], s) },
   { name: 'qemu-nbd', start: (f, s) => startServer('qemu-nbd', ['-f', 'raw', '-t', '-x', 'bench', '-k', s, f], s) },

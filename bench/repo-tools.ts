@@ -41,7 +41,7 @@ export interface Tool {
   restore(label: string, dir: string): Measured;
 }
 
-const CLI = resolve('dist/src/cli/main.js');
+const CLI = resolve('dist/src/cli/fleece.cjs');
 
 export function fleeceTool(work: string, encrypted: boolean): Tool {
   const repo = join(work, encrypted ? 'fleece-enc' : 'fleece');

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-[ -f dist/src/cli/main.js ] || npm run build
+[ -f dist/src/cli/fleece.cjs ] || npm run build
 DEMO="${FLEECE_DEMO_DIR:-$PWD/demo}"
 if [ -d "$DEMO" ] && [ -n "$(ls -A "$DEMO")" ] && [ ! -f "$DEMO/.fleece-demo" ]; then
   echo "demo: $DEMO exists and was not made by the demo: refusing to clear it" >&2
@@ -16,7 +16,7 @@ rm -rf "$DEMO" && mkdir -p "$DEMO" && touch "$DEMO/.fleece-demo"
 export FLEECE_STATE="$DEMO/state" FLEECE_REPO="$DEMO/repo"
 SOCK="$FLEECE_STATE/nbd.sock"
 URI="nbd+unix:///vm?socket=$SOCK"
-CLI="$PWD/dist/src/cli/main.js"
+CLI="$PWD/dist/src/cli/fleece.cjs"
 fleece() { node "$CLI" "$@"; }
 now() { date +%s.%N; }
 took() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f s", b - a }'; }

@@ -4,7 +4,7 @@
 // so a concurrent gc keeps everything it may reference.
 
 import { availableParallelism } from 'node:os';
-import { FleeceError, throwIfAborted } from '../core/errors.js';
+import { throwIfAborted } from '../core/errors.js';
 import type { BackupSource } from './backup-source.js';
 import { BlobType } from './blob-codec.js';
 import { ChunkPool } from './chunk-pool.js';
@@ -101,24 +101,16 @@ export async function runBackup(repo: Repository, source: BackupSource, options:
       }
     }
 
-    // Block status over a batch's whole span, unless the source refused that once: a QEMU fleecing
-    // export restricted to a bitmap answers EINVAL outside it; then each run is asked on its own.
-    let statusPerRun = false;
-    const zeroStatus = async (runs: readonly Run[]): Promise<boolean[]> => {
-      if (!statusPerRun) {
-        try {
-          return await zeroSlotsByStatus(source, runs, chunkSize, signal);
-        } catch (err) {
-          if (!(err instanceof FleeceError && err.code === 'EINVAL') || runs.length === 1) throw err;
-          statusPerRun = true;
-        }
-      }
-      return (await Promise.all(runs.map((r) => zeroSlotsByStatus(source, [r], chunkSize, signal)))).flat();
-    };
+    // Block status pays where long stretches may read as zero (a full backup, a long changed
+    // run): it skips their reads. A batch of scattered runs (dirty clusters) is read as it is: a
+    // status query across its span would cover far more than it reads, one per run would cost as
+    // much as the read, and the workers' zero check still finds the zero slots.
+    const zeroStatus = async (runs: readonly Run[]): Promise<boolean[]> =>
+      runs.length === 1 ? zeroSlotsByStatus(source, runs[0]!, chunkSize, signal) : new Array<boolean>(runs.reduce((sum, [, count]) => sum + count, 0)).fill(false);
 
     // A batch is one or more runs of slots (scattered dirty clusters are grouped, so each worker
-    // round trip and index update covers many of them); its runs' block-status queries and reads
-    // are all in flight at once, which is what keeps a cold disk or an NBD source busy.
+    // round trip and index update covers many of them); its reads are all in flight at once,
+    // which is what keeps a cold disk or an NBD source busy.
     const processBatch = async (runs: readonly Run[]): Promise<void> => {
       await uploads.ready();
       throwIfAborted(signal);
@@ -255,37 +247,22 @@ function* batches(runs: readonly Run[], perBatch: number): Generator<[Run[]]> {
   if (batch.length > 0) yield [batch];
 }
 
-/**
- * Per slot of `runs` (in order): true when the source's block status says it reads as zero. One
- * query loop covers the whole span of the runs, so scattered dirty clusters cost a few block
- * status round trips per batch, not one each.
- */
-async function zeroSlotsByStatus(source: BackupSource, runs: readonly Run[], chunkSize: number, signal?: AbortSignal): Promise<boolean[]> {
-  const total = runs.reduce((sum, [, count]) => sum + count, 0);
-  const result = new Array<boolean>(total).fill(false);
-  if (!source.blockStatus || source.capabilities?.canBlockStatus === false || runs.length === 0) return result;
-  const start = runs[0]![0] * chunkSize;
-  const last = runs[runs.length - 1]!;
-  const end = Math.min(source.size, (last[0] + last[1]) * chunkSize);
-  const zeroExtents: [number, number][] = [];
+/** Per slot of the run: true when the source's block status says it reads as zero. */
+async function zeroSlotsByStatus(source: BackupSource, [first, count]: Run, chunkSize: number, signal?: AbortSignal): Promise<boolean[]> {
+  const result = new Array<boolean>(count).fill(false);
+  if (!source.blockStatus || source.capabilities?.canBlockStatus === false) return result;
+  const start = first * chunkSize;
+  const end = Math.min(source.size, (first + count) * chunkSize);
+  // Extents ascend: a slot is zero when one zero extent covers it whole.
   for (let at = start; at < end; ) {
     const extents = await source.blockStatus(at, end - at, { signal });
     if (extents.length === 0) break;
     for (const e of extents) {
-      if (e.zero) zeroExtents.push([e.offset, e.offset + e.length]);
+      if (e.zero) {
+        const from = Math.max(0, Math.ceil((e.offset - start) / chunkSize));
+        for (let i = from; i < count && Math.min(end, start + (i + 1) * chunkSize) <= e.offset + e.length; i++) result[i] = true;
+      }
       at = e.offset + e.length;
-    }
-  }
-  // Both lists ascend: walk them together; a slot is zero when one zero extent covers it whole.
-  let slot = 0;
-  let z = 0;
-  for (const [first, count] of runs) {
-    for (let i = first; i < first + count; i++, slot++) {
-      const slotStart = i * chunkSize;
-      const slotEnd = Math.min(source.size, slotStart + chunkSize);
-      while (z < zeroExtents.length && zeroExtents[z]![1] <= slotStart) z++;
-      const extent = zeroExtents[z];
-      result[slot] = extent !== undefined && extent[0] <= slotStart && extent[1] >= slotEnd;
     }
   }
   return result;

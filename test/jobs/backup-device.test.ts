@@ -95,7 +95,7 @@ test('fleece serve-backup: nbdcopy gives the original back, nbdinfo --map shows 
     const backup = await fleece(['backup', '--repo', repo, '--disk', 'vm1', '--json', join(dir, 'disk.raw')]);
     assert.equal(backup.code, 0, backup.stderr);
     const id = (JSON.parse(backup.stdout) as { id: string }).id;
-    server = startChild(process.execPath, ['dist/src/cli/main.js', 'serve-backup', '--repo', repo, '--socket', socket, id.slice(0, 8)]);
+    server = startChild(process.execPath, ['dist/src/cli/fleece.cjs', 'serve-backup', '--repo', repo, '--socket', socket, id.slice(0, 8)]);
     await waitForSocket(socket);
     const uri = `nbd+unix:///vm1?socket=${socket}`;
     await runOk('nbdcopy', [uri, join(dir, 'copy.raw')]);
@@ -127,7 +127,7 @@ test('fleece serve-backup --overlay --fill: writable at once, the file ends up t
     const backup = await fleece(['backup', '--repo', repo, '--disk', 'vm1', '--json', join(dir, 'disk.raw')]);
     const id = (JSON.parse(backup.stdout) as { id: string }).id;
     const overlay = join(dir, 'restored.raw');
-    server = startChild(process.execPath, ['dist/src/cli/main.js', 'serve-backup', '--repo', repo, '--socket', socket, '--overlay', overlay, '--fill', id]);
+    server = startChild(process.execPath, ['dist/src/cli/fleece.cjs', 'serve-backup', '--repo', repo, '--socket', socket, '--overlay', overlay, '--fill', id]);
     await waitForSocket(socket);
     const uri = `nbd+unix:///vm1?socket=${socket}`;
     // Partial-chunk writes over data and over a zero chunk, and a write across a chunk boundary.

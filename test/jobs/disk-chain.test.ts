@@ -107,7 +107,7 @@ test('disk: backups form an incremental chain that restores identical, survives 
     assert.equal(seventh.manifest.parent, rounds[5]!.id);
     assert.equal(seventh.total, dirtyBytes(pending, writes));
     assert.equal(await restoreSha(rig, seventh.manifest.id), sha, 'a backup after deletions restores identical');
-    const check = await run(process.execPath, ['dist/src/cli/main.js', 'repo', 'check', '--repo', rig.repo]);
+    const check = await run(process.execPath, ['dist/src/cli/fleece.cjs', 'repo', 'check', '--repo', rig.repo]);
     assert.equal(check.code, 0, check.stdout + check.stderr);
   } finally {
     await rig?.daemon.stop();

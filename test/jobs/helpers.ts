@@ -119,5 +119,5 @@ export class SizeWindow implements BlockDevice {
 
 /** Runs the built fleece CLI. */
 export function fleece(args: string[], env: NodeJS.ProcessEnv = {}): Promise<RunResult> {
-  return run(process.execPath, ['dist/src/cli/main.js', ...args], { env: { ...process.env, ...env }, timeoutMs: 120_000 });
+  return run(process.execPath, ['dist/src/cli/fleece.cjs', ...args], { env: { ...process.env, ...env }, timeoutMs: 120_000 });
 }

@@ -119,7 +119,7 @@ test('import-diff into an NBD export (our server) writes exactly the diff', asyn
     assert.ok(got.equals(b), 'the refused diff wrote nothing');
     // Streams: export to stdout piped into import from stdin, onto a copy of A.
     await writeFile(join(dir, 'piped.raw'), a);
-    const piped = await runOk('sh', ['-c', `node dist/src/cli/main.js export-diff --repo "$1" --from "$2" "$3" - | node dist/src/cli/main.js import-diff - "$4"`, 'sh', repo, idA, idB, join(dir, 'piped.raw')]);
+    const piped = await runOk('sh', ['-c', `node dist/src/cli/fleece.cjs export-diff --repo "$1" --from "$2" "$3" - | node dist/src/cli/fleece.cjs import-diff - "$4"`, 'sh', repo, idA, idB, join(dir, 'piped.raw')]);
     assert.match(piped, /applied .* -> /);
     await runOk('cmp', [join(dir, 'piped.raw'), join(dir, 'b.raw')]);
     // Backups of different disks are refused.

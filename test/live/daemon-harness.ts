@@ -7,7 +7,7 @@ import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { run, runOk, scratchDir, type RunResult } from '../helpers/tools.js';
 
-export const CLI = resolve('dist/src/cli/main.js');
+export const CLI = resolve('dist/src/cli/fleece.cjs');
 
 export interface DaemonHandle {
   readonly state: string;

@@ -10,7 +10,7 @@ import { join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
 import { requireTools, run, runOk, scratchDir } from '../helpers/tools.js';
 
-const CLI = resolve('dist/src/cli/main.js');
+const CLI = resolve('dist/src/cli/fleece.cjs');
 let dir: { path: string; cleanup: () => Promise<void> };
 
 before(async () => {

@@ -71,7 +71,7 @@ export class CountingStore implements Store {
   }
 }
 
-const MAIN = join(fileURLToPath(new URL('.', import.meta.url)), '../../src/cli/main.js');
+const MAIN = join(fileURLToPath(new URL('.', import.meta.url)), '../../src/cli/fleece.cjs');
 
 /** Runs the fleece CLI against a repository; never throws on a non-zero status. */
 export function fleece(repo: string, args: string[], env: Record<string, string> = {}): Promise<RunResult> {

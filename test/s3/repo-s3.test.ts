@@ -17,7 +17,7 @@ import { startRgw, type Rgw } from '../helpers/rgw.js';
 import { scratchDir } from '../helpers/tools.js';
 import { fleece, makeImage, sha256File, type ImageKind } from '../repo/helpers.js';
 
-const MAIN = join(fileURLToPath(new URL('.', import.meta.url)), '../../src/cli/main.js');
+const MAIN = join(fileURLToPath(new URL('.', import.meta.url)), '../../src/cli/fleece.cjs');
 let rgw: Rgw;
 let dir: { path: string; cleanup: () => Promise<void> };
 

@@ -12,7 +12,7 @@ import type { Snapshot } from './snapshot.js';
 export interface SnapshotAccessOptions {
   /** Every successful read drops the clusters it covered wholly. */
   readonly readOnce?: boolean;
-  /** Snapshot reads executing at once; the rest queue in order (default 8). */
+  /** Snapshot reads executing at once; the rest queue in order (default 32: a backup reading scattered clusters of a cold disk needs a deep queue, and the pool has 16 threads). */
   readonly maxReadsInFlight?: number;
 }
 
@@ -42,7 +42,7 @@ export class SnapshotAccessDevice implements BlockDevice {
     this.#live = live;
     this.size = snapshot.size;
     this.#readOnce = options.readOnce ?? false;
-    this.#limiter = new IoLimiter(options.maxReadsInFlight ?? 8);
+    this.#limiter = new IoLimiter(options.maxReadsInFlight ?? 32);
     this.capabilities = { ...READ_ONLY_CAPABILITIES, preferredBlockSize: Math.min(snapshot.clusterSize, 2 ** 20) };
   }
 

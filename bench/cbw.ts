@@ -11,7 +11,7 @@ import { runFio, startServer, syncAll, type FioResult } from './lib/procs.js';
 
 const CLI = resolve('dist/src/cli/fleece.cjs');
 const SIZE_MIB = 512;
-const RUNS = Number(process.env.BENCH_RUNS ?? 5);
+const RUNS = Number(process.env.BENCH_RUNS ?? 7);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 6);
 
 interface Case {
@@ -65,14 +65,29 @@ export async function runCbwBench(): Promise<void> {
       samples.get(key)!.push(r);
       process.stderr.write(`cbw ${key}: ${(r.iops / 1000).toFixed(1)}k IOPS, p99 ${r.p99LatencyUs.toFixed(0)} µs\n`);
     };
-    // Per run: (a) at its start and again at its end; the run's ratios divide by their mean, so a
-    // drift of the shared machine during a run weighs on the baseline as much as on the cases.
+    // Per run: (a) next to (b), in alternating order, and (a) again at the end. (b) divides by the
+    // (a) right beside it (the bitmap is the only difference, so drift of the shared machine
+    // between the two is as small as it gets); the other cases divide by the mean of the run's
+    // two (a) results, so a drift during a run weighs on the baseline as much as on the cases.
     const baselines: number[] = [];
+    const bRatios: number[] = [];
     for (let run = 0; run < RUNS; run++) {
-      const first = measure();
+      let first: FioResult;
+      let withBitmap: FioResult;
+      if (run % 2 === 0) {
+        first = measure();
+        await cli(state, 'bitmap', 'add', 'vm', 'bench');
+        withBitmap = measure();
+      } else {
+        await cli(state, 'bitmap', 'add', 'vm', 'bench');
+        withBitmap = measure();
+        await cli(state, 'bitmap', 'rm', 'vm', 'bench');
+        first = measure();
+        await cli(state, 'bitmap', 'add', 'vm', 'bench');
+      }
       record('a', first);
-      await cli(state, 'bitmap', 'add', 'vm', 'bench');
-      record('b', measure());
+      record('b', withBitmap);
+      bRatios.push(withBitmap.iops / first.iops);
       for (const [key, args] of [['c', ['--ram-cache', '1G']], ['d', ['--ram-cache', '32M', '--spill-dir', spill, '--spill-max', '2G']]] as const) {
         syncAll();
         await cli(state, 'snapshot', 'create', 'vm', '--name', key, ...args);
@@ -88,7 +103,8 @@ export async function runCbwBench(): Promise<void> {
       baselines.push((first.iops + last.iops) / 2);
     }
     // samples of a case hold one entry per run, in run order (a: two per run).
-    const ratio = (key: string) => median(samples.get(key)!.map((r, run) => r.iops / baselines[run]!));
+    const ratios = (key: string) => (key === 'b' ? bRatios : samples.get(key)!.map((r, run) => r.iops / baselines[run]!));
+    const ratio = (key: string) => median(ratios(key));
     const iops = (key: string) => median(samples.get(key)!.map((r) => r.iops));
     const p99 = (key: string) => median(samples.get(key)!.map((r) => r.p99LatencyUs));
     const rows = cases.map((c) => [
@@ -96,10 +112,11 @@ export async function runCbwBench(): Promise<void> {
       `${(iops(c.key) / 1000).toFixed(1)}k`,
       `${p99(c.key).toFixed(0)} µs`,
       c.key === 'a' ? '1.00×' : ratioCell(ratio(c.key), c.target),
+      c.key === 'a' ? '' : ratios(c.key).map((r) => r.toFixed(2)).join(', '),
     ]);
-    const body = `${table(['case', 'IOPS', 'p99 latency', 'IOPS vs (a)'], rows)}\n\n` +
-      `${RUNS} runs of ${SECONDS} s per case, cases alternated within each run; (a) runs at the start and at the end of every run. ` +
-      `IOPS and p99 are medians over runs; each ratio is the median over runs of the case's IOPS divided by the mean of its run's two (a) results. One \`fleece daemon\`, a ${SIZE_MIB} MiB disk ` +
+    const body = `${table(['case', 'IOPS', 'p99 latency', 'IOPS vs (a)', 'vs (a), each run'], rows)}\n\n` +
+      `${RUNS} runs of ${SECONDS} s per case, cases alternated within each run: (a) and (b) back to back (in turn (a) first, then (b) first), then (c), (d), (e), and (a) again. ` +
+      `IOPS and p99 are medians over runs; the (b) ratio is the median over runs of (b) divided by the (a) beside it, the others the median over runs of the case's IOPS divided by the mean of its run's two (a) results. One \`fleece daemon\`, a ${SIZE_MIB} MiB disk ` +
       `filled with data, fio \`--ioengine=nbd --rw=randwrite --bs=4k --iodepth=16\` on \`nbd+unix:///vm\`. (c)/(d): \`fleece snapshot create vm\` ` +
       `with \`--ram-cache 1G\` resp. \`--ram-cache 32M --spill-dir … --spill-max 2G\`, while \`nbdcopy nbd+unix:///vm@SNAP null:\` copies it out; ` +
       `(e) after \`fleece snapshot release\`, bitmap still enabled.`;

@@ -68,9 +68,12 @@ export class BlobCodec {
   readonly #cctx = new zstd.CCtx();
   readonly #dctx = new zstd.DCtx();
   #scratch = Buffer.alloc(0);
+  // Keyed BLAKE3, reset per id (reset keeps the key): one native object, not one per blob.
+  readonly #keyedHasher: Blake3Hasher | undefined;
 
   constructor(key: MasterKey | null, level: number) {
     this.#key = key;
+    this.#keyedHasher = key ? Blake3Hasher.newKeyed(key.idKey) : undefined;
     this.#compressor.setParameters({ compressionLevel: level });
     this.#cctx.setParameter(zstd.CParameter.compressionLevel, level);
   }
@@ -81,8 +84,9 @@ export class BlobCodec {
 
   /** Content id of plaintext: keyed BLAKE3 in an encrypted repository so ids leak nothing. */
   idOf(plain: Uint8Array): Buffer {
-    if (!this.#key) return blake3(plain);
-    return Blake3Hasher.newKeyed(this.#key.idKey).update(plain).digestBuffer();
+    if (!this.#keyedHasher) return blake3(plain);
+    this.#keyedHasher.reset();
+    return this.#keyedHasher.update(plain).digestBuffer();
   }
 
   seal(type: number, id: Buffer, plain: Uint8Array): SealedBlob {
@@ -202,7 +206,10 @@ export class BlobCodec {
       const decipher = createDecipheriv('aes-256-gcm', this.#key.dataKey, stored.subarray(0, 12));
       decipher.setAAD(aad(ref.id, ref.type));
       decipher.setAuthTag(stored.subarray(stored.length - 16));
-      return Buffer.concat([decipher.update(stored.subarray(12, stored.length - 16)), decipher.final()]);
+      const body = decipher.update(stored.subarray(12, stored.length - 16));
+      // GCM holds nothing back: final() only checks the tag (and returns no bytes).
+      const rest = decipher.final();
+      return rest.length === 0 ? body : Buffer.concat([body, rest]);
     } catch (err) {
       throw new RepoError('ECORRUPT', `${what}: authentication failed (gcm tag mismatch)`, { cause: err });
     }

@@ -32,5 +32,4 @@ export class DirtyTrackerDevice extends FilterDevice {
     const bitmaps = this.bitmaps;
     return thenAlways(io, () => bitmaps.markDirty(offset, length));
   }
-
 }

@@ -7,7 +7,7 @@ import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { RawFileDevice } from '../../src/block/drivers/raw-file-device.js';
-import { loadNative } from '../../src/block/native.js';
+import { loadNative } from '../../src/core/native.js';
 import { requireTools, runOk, scratchDir } from '../helpers/tools.js';
 import { allExtents, prng, runBlockDeviceConformance } from './conformance.js';
 

@@ -14,7 +14,7 @@ import {
   type ZeroOptions,
 } from '../block-device.js';
 import { BlockError, checkRange } from '../errors.js';
-import { loadNative, type NativeFile } from '../native.js';
+import { loadNative, type NativeFile } from '../../core/native.js';
 import { RawFileIo } from './raw-file-io.js';
 import { isUnsupported, toBlockError } from './raw-file-errors.js';
 

@@ -3,7 +3,7 @@
 
 import { fdatasync, read, write, writeSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import type { NativeFile } from '../native.js';
+import type { NativeFile } from '../../core/native.js';
 
 /** Largest request served synchronously on the event loop; bigger ones always use the pool. */
 const NOWAIT_MAX = 1024 * 1024;

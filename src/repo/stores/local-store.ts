@@ -1,16 +1,21 @@
 // A Store in a local directory: one file per key ('/' in a key is a sub-directory). Writes go
 // temp file -> fsync -> rename (or link for put-if-absent) -> fsync dir, so a crash leaves either
 // the old object, the new one, or a stray '.tmp-*' file that list() ignores and sweep removes.
+// Large objects (packs) leave the page cache once durable: a night of backups must not push the
+// VMs' own hot pages out, and the freed pages are what the next pack write reuses.
 
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { link, mkdir, open, readdir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { throwIfAborted } from '../../core/errors.js';
+import { loadNative } from '../../core/native.js';
 import { checkKey, notFound, type GetOptions, type PutOptions, type Store, type StoreEntry, type StoreSignal, type StoreStat } from '../store.js';
 import type { ReadsInto } from './reads-into.js';
 
 const TEMP_PREFIX = '.tmp-';
+/** Objects at least this large are dropped from the page cache after their fsync. */
+const UNCACHE_MIN = 1024 * 1024;
 
 export type { ReadsInto };
 
@@ -37,6 +42,7 @@ export class LocalStore implements Store, ReadsInto {
     try {
       await handle.writeFile(data);
       await handle.sync();
+      if (data.byteLength >= UNCACHE_MIN) uncache(handle.fd);
     } finally {
       await handle.close();
     }
@@ -160,6 +166,15 @@ export class LocalStore implements Store, ReadsInto {
       throw err;
     }
     await fsyncDir(dirname(path));
+  }
+}
+
+/** Evicts a synced file's clean pages; only a hint, so a failure (or no addon) changes nothing. */
+function uncache(fd: number): void {
+  try {
+    loadNative().dropCache(fd, 0, 0);
+  } catch {
+    // the object is durable either way
   }
 }
 

@@ -4,7 +4,7 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { FleeceError } from '../core/errors.js';
+import { FleeceError } from './errors.js';
 
 /** The addon's functions; all synchronous, all throw on bad arguments or unexpected errno. */
 export interface NativeFile {
@@ -28,7 +28,7 @@ export interface NativeFile {
   pwriteNoWait(fd: number, buffer: NodeJS.ArrayBufferView, bufferOffset: number, length: number, position: number): number;
 }
 
-// dist/src/block/native.js sits three levels below the repo root, src/block/native.ts two.
+// dist/src/core/native.js sits three levels below the repo root, src/core/native.ts two.
 const CANDIDATES = ['../../../build/Release/fleece_native.node', '../../build/Release/fleece_native.node'];
 
 function load(): NativeFile {

@@ -1,6 +1,8 @@
 // Incremental parser of transmission-phase replies (simple and structured) for a client: feed
 // it the connection's ByteQueue, pull typed events. It asks the client what each cookie was
 // sent for, so it can cap every payload length by what that request could legitimately get.
+// Read payloads stream out as 'data' events, a piece per received chunk, so the client copies
+// them straight into the caller's buffer: no payload is ever reassembled first.
 
 import { NbdError } from '../errors.js';
 import type { ByteQueue } from '../protocol/byte-queue.js';
@@ -24,11 +26,17 @@ import {
 /** What the client sent under a cookie: enough to bound the reply. */
 export interface SentRequest {
   readonly type: number;
+  readonly offset: number;
   readonly length: number;
 }
 
+/**
+ * 'simple' ends a request with no payload (an error, or a command that carries none); a simple
+ * reply to a read comes as 'data' pieces instead. A 'data' piece is a view of the received bytes,
+ * valid only until the next call: copy it out before then.
+ */
 export type ReplyEvent =
-  | { readonly kind: 'simple'; readonly cookie: bigint; readonly error: number; readonly data: Buffer | undefined }
+  | { readonly kind: 'simple'; readonly cookie: bigint; readonly error: number }
   | { readonly kind: 'data'; readonly cookie: bigint; readonly done: boolean; readonly offset: number; readonly data: Buffer }
   | { readonly kind: 'hole'; readonly cookie: bigint; readonly done: boolean; readonly offset: number; readonly length: number }
   | { readonly kind: 'status'; readonly cookie: bigint; readonly done: boolean; readonly contextId: number; readonly descriptors: Uint32Array }
@@ -43,6 +51,9 @@ export class ReplyParser {
   readonly #queue: ByteQueue;
   readonly #lookup: (cookie: bigint) => SentRequest | undefined;
   readonly #header = Buffer.allocUnsafe(STRUCTURED_REPLY_HEADER_SIZE);
+  // The read payload being streamed: where its next byte goes, bytes still to come, and whether
+  // its last piece ends the request.
+  #payload: { cookie: bigint; offset: number; left: number; done: boolean } | undefined;
 
   /** `lookup` returns the in-flight request for a cookie, undefined if none (a protocol error). */
   constructor(queue: ByteQueue, lookup: (cookie: bigint) => SentRequest | undefined) {
@@ -52,6 +63,7 @@ export class ReplyParser {
 
   /** Next reply event, or undefined until more bytes arrive; throws NbdError on garbage. */
   next(): ReplyEvent | undefined {
+    if (this.#payload) return this.#piece();
     const queue = this.#queue;
     if (queue.length < 4) return undefined;
     const header = this.#header;
@@ -76,11 +88,29 @@ export class ReplyParser {
     const error = header.readUInt32BE(4);
     const cookie = header.readBigUInt64BE(8);
     const request = this.#request(cookie);
+    queue.skip(SIMPLE_REPLY_HEADER_SIZE);
     // A successful simple reply to READ carries exactly the requested bytes.
     const payload = error === 0 && request.type === CMD_READ ? request.length : 0;
-    if (queue.length < SIMPLE_REPLY_HEADER_SIZE + payload) return undefined;
-    queue.skip(SIMPLE_REPLY_HEADER_SIZE);
-    return { kind: 'simple', cookie, error, data: payload > 0 ? queue.take(payload) : undefined };
+    if (payload === 0) return { kind: 'simple', cookie, error };
+    return this.#stream(cookie, request.offset, payload, true);
+  }
+
+  #stream(cookie: bigint, offset: number, left: number, done: boolean): ReplyEvent | undefined {
+    this.#payload = { cookie, offset, left, done };
+    return this.#piece();
+  }
+
+  /** The next piece of the payload being streamed: as much of it as the first chunk holds. */
+  #piece(): ReplyEvent | undefined {
+    const payload = this.#payload!;
+    const data = this.#queue.takeView(payload.left);
+    if (data.length === 0) return undefined;
+    const offset = payload.offset;
+    payload.offset += data.length;
+    payload.left -= data.length;
+    if (payload.left > 0) return { kind: 'data', cookie: payload.cookie, done: false, offset, data };
+    this.#payload = undefined;
+    return { kind: 'data', cookie: payload.cookie, done: payload.done, offset, data };
   }
 
   #structured(): ReplyEvent | undefined {
@@ -95,19 +125,22 @@ export class ReplyParser {
     const request = this.#request(cookie);
     const cap = chunkCap(type, request);
     if (length > cap) throw new NbdError('ENBDPROTO', `reply chunk type ${type} for cookie ${cookie} has length ${length}, at most ${cap} allowed`);
-    if (queue.length < STRUCTURED_REPLY_HEADER_SIZE + length) return undefined;
-    queue.skip(STRUCTURED_REPLY_HEADER_SIZE);
-    const body = queue.take(length);
     const done = (flags & REPLY_FLAG_DONE) !== 0;
     const tooShort = (min: number): void => {
       if (length < min) throw new NbdError('ENBDPROTO', `reply chunk type ${type} has length ${length}, needs at least ${min}`);
     };
+    if (type === REPLY_TYPE_OFFSET_DATA) {
+      tooShort(9);
+      if (queue.length < STRUCTURED_REPLY_HEADER_SIZE + 8) return undefined;
+      queue.skip(STRUCTURED_REPLY_HEADER_SIZE);
+      return this.#stream(cookie, readU64(queue.take(8), 0), length - 8, done);
+    }
+    if (queue.length < STRUCTURED_REPLY_HEADER_SIZE + length) return undefined;
+    queue.skip(STRUCTURED_REPLY_HEADER_SIZE);
+    const body = queue.take(length);
     switch (type) {
       case REPLY_TYPE_NONE:
         return { kind: 'none', cookie, done };
-      case REPLY_TYPE_OFFSET_DATA:
-        tooShort(9);
-        return { kind: 'data', cookie, done, offset: readU64(body, 0), data: body.subarray(8) };
       case REPLY_TYPE_OFFSET_HOLE:
         tooShort(12);
         return { kind: 'hole', cookie, done, offset: readU64(body, 0), length: body.readUInt32BE(8) };

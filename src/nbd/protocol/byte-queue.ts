@@ -1,6 +1,8 @@
 // Bytes received but not yet parsed, kept as the list of chunks the socket delivered: frames
 // are cut out of it without concatenating chunks (pg-protocol's and mongodb's lesson).
 
+const EMPTY = Buffer.alloc(0);
+
 export class ByteQueue {
   // Chunks in arrival order; `#head` bytes of the first one are already consumed.
   readonly #chunks: Buffer[] = [];
@@ -44,6 +46,28 @@ export class ByteQueue {
     this.peek(out, n);
     this.skip(n);
     return out;
+  }
+
+  /** Removes and returns up to `max` bytes as a view of the first chunk: never copies. */
+  takeView(max: number): Buffer {
+    const first = this.#chunks[0];
+    if (!first) return EMPTY;
+    const view = first.subarray(this.#head, this.#head + Math.min(max, first.length - this.#head));
+    this.skip(view.length);
+    return view;
+  }
+
+  /**
+   * Copies the newest chunk's unconsumed bytes into memory of their own. A reader that hands
+   * push() views of one buffer it reuses calls this after parsing: only the chunk it just pushed
+   * can still be borrowed, and usually nothing of it is left.
+   */
+  ownLast(): void {
+    const last = this.#chunks.length - 1;
+    if (last < 0) return;
+    const start = last === 0 ? this.#head : 0;
+    this.#chunks[last] = Buffer.from(this.#chunks[last]!.subarray(start));
+    if (last === 0) this.#head = 0;
   }
 
   /** Drops up to `n` bytes; returns how many were dropped. */

@@ -58,6 +58,9 @@ export async function runBackup(repo: Repository, source: BackupSource, options:
     onStored: (id, size, entries) => repo.catalog.addPack(id, size, entries),
     recycle: (worker, buf) => pool.recycle(worker, buf),
   }, { signal, maxInFlight: UPLOADS_IN_FLIGHT });
+  // Overlaps the wait for gc and the catalog sync; the first lookups come after both.
+  const prefetchDone = new AbortController();
+  const prefetch = repo.catalog.prefetch(prefetchDone.signal);
   try {
     // Lease first, then wait out any gc, then read what gc condemned: see repository-format.md.
     await waitForGc(repo.store, { signal });
@@ -199,6 +202,8 @@ export async function runBackup(repo: Repository, source: BackupSource, options:
     await repo.writeManifest(manifest, { signal });
     return manifest;
   } finally {
+    prefetchDone.abort();
+    await prefetch;
     await uploads.drain().catch(() => undefined);
     await pool.close();
     await lease.release().catch(() => undefined);

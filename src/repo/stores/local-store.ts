@@ -9,7 +9,7 @@ import { constants } from 'node:fs';
 import { link, mkdir, open, readdir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { throwIfAborted } from '../../core/errors.js';
-import { loadNative } from '../../core/native.js';
+import { uncache } from '../../core/native.js';
 import { checkKey, notFound, type GetOptions, type PutOptions, type Store, type StoreEntry, type StoreSignal, type StoreStat } from '../store.js';
 import type { ReadsInto } from './reads-into.js';
 
@@ -166,15 +166,6 @@ export class LocalStore implements Store, ReadsInto {
       throw err;
     }
     await fsyncDir(dirname(path));
-  }
-}
-
-/** Evicts a synced file's clean pages; only a hint, so a failure (or no addon) changes nothing. */
-function uncache(fd: number): void {
-  try {
-    loadNative().dropCache(fd, 0, 0);
-  } catch {
-    // the object is durable either way
   }
 }
 

@@ -26,6 +26,8 @@ interface BlobRow { id: Buffer; pack: string; type: number; flags: number; off: 
 /** Prefetch reads: size and how many are in flight. */
 const PREFETCH_READ = 1024 * 1024;
 const PREFETCH_IN_FLIGHT = 4;
+/** Larger catalogs are not read ahead: reading them whole would cost more than most backups' lookups. */
+const PREFETCH_MAX = 1024 * 1024 * 1024;
 
 export class Catalog {
   readonly #db: Database.Database;
@@ -63,6 +65,7 @@ export class Catalog {
       const handle = await open(this.#path, 'r');
       try {
         const size = (await handle.stat()).size;
+        if (size > PREFETCH_MAX) return;
         let next = 0;
         await Promise.all(
           Array.from({ length: PREFETCH_IN_FLIGHT }, async () => {

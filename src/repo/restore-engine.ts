@@ -2,7 +2,7 @@
 // truncated to size first); data slots are fetched in coalesced range reads, several at once,
 // each blob checked (crc, gcm tag, hash) in the chunk worker pool, which also writes the
 // plaintexts (one pwritev per run of consecutive slots). The main thread plans and reads.
-// The image is written back as it goes (every RECYCLE_BYTES, in the background) and what is on
+// The image is written back as it goes (every 64 MiB by default, in the background) and what is on
 // disk leaves the page cache: restoring a large disk must not fill the host's cache, and later
 // writes reuse the freed pages instead of faulting in new ones (on a VM, fresh page-cache pages
 // cost several times the copy into them).
@@ -33,6 +33,8 @@ export interface RestoreOptions {
   readonly workers?: number;
   /** fsync the image at the end (default true). Without it the restore still writes back as it goes. */
   readonly sync?: boolean;
+  /** Bytes restored between background write-backs (and evictions) of the image (default 64 MiB). */
+  readonly writeBackEvery?: number;
   readonly signal?: AbortSignal;
   readonly onProgress?: (progress: RestoreProgress) => void;
 }
@@ -47,8 +49,7 @@ interface Span {
 const WINDOW_BYTES = 32 * 1024 * 1024;
 const MAX_SPAN = 4 * 1024 * 1024;
 const MAX_GAP = 256 * 1024;
-/** Bytes restored between background write-backs of the image. */
-const RECYCLE_BYTES = 64 * 1024 * 1024;
+const WRITE_BACK_EVERY = 64 * 1024 * 1024;
 
 export async function runRestore(repo: Repository, manifest: Manifest, target: string, options: RestoreOptions = {}): Promise<void> {
   const { signal } = options;
@@ -57,11 +58,12 @@ export async function runRestore(repo: Repository, manifest: Manifest, target: s
   const pool = new ChunkPool(repo.masterKey, repo.config.compression.level, options.workers ?? availableParallelism());
   let bytesDone = 0;
   const sync = options.sync ?? true;
-  // One write-back at a time, started once RECYCLE_BYTES more were restored since the last.
+  // One write-back at a time, started once writeBackEvery more bytes were restored since the last.
+  const writeBackEvery = options.writeBackEvery ?? WRITE_BACK_EVERY;
   let writeBack: Promise<void> | undefined;
   let writtenBackAt = 0;
   const recycle = (): void => {
-    if (writeBack || bytesDone - writtenBackAt < RECYCLE_BYTES) return;
+    if (writeBack || bytesDone - writtenBackAt < writeBackEvery) return;
     writtenBackAt = bytesDone;
     writeBack = file.datasync().then(
       () => {

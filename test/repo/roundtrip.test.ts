@@ -17,6 +17,28 @@ import { fleece, makeImage, sha256File, type ImageKind } from './helpers.js';
 
 const SIZE = 6 * 1024 * 1024 + 12_345; // not a multiple of any chunk size
 
+test('restore writing back and evicting every 256 KiB, with and without the final sync: identical image', async () => {
+  const dir = await scratchDir();
+  try {
+    const repo = await Repository.init(new LocalStore(join(dir.path, 'repo')), { catalogPath: join(dir.path, 'catalog.sqlite') });
+    const image = join(dir.path, 'random.img');
+    await makeImage(image, 'random', SIZE);
+    const source = await FileSource.open(image);
+    const manifest = await runBackup(repo, source, { disk: 'random' });
+    await source.close();
+    for (const sync of [true, false]) {
+      const out = join(dir.path, `out-${sync}.img`);
+      let progressCalls = 0;
+      await runRestore(repo, manifest, out, { sync, writeBackEvery: 256 * 1024, onProgress: () => void progressCalls++ });
+      assert.ok(progressCalls > SIZE / (4 * 1024 * 1024), `several spans, so several write-backs (${progressCalls} progress calls)`);
+      assert.equal(await sha256File(out), await sha256File(image), `sync ${sync}: restored identical`);
+    }
+    repo.close();
+  } finally {
+    await dir.cleanup();
+  }
+});
+
 for (const encrypt of [false, true]) {
   for (const chunkSize of [16 * 1024, 64 * 1024, 1024 * 1024]) {
     test(`round trip ${encrypt ? 'encrypted' : 'plain'} chunk ${chunkSize / 1024}K`, async () => {

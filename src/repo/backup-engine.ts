@@ -56,7 +56,7 @@ export async function runBackup(repo: Repository, source: BackupSource, options:
   });
   uploads = new PackUploads(repo.store, {
     onStored: (id, size, entries) => repo.catalog.addPack(id, size, entries),
-    recycle: (worker, buf) => pool.recycle(worker, buf),
+    recycle: (worker, slot) => pool.recycle(worker, slot),
   }, { signal, maxInFlight: UPLOADS_IN_FLIGHT });
   // Overlaps the wait for gc and the catalog sync; the first lookups come after both.
   const prefetchDone = new AbortController();

@@ -10,14 +10,25 @@ import { BlobCodec, BlobType, ID_LENGTH, isAllZero } from './blob-codec.js';
 import type { MasterKey } from './keys.js';
 import { PackAssembler, type AssembledPack } from './pack-assembler.js';
 
+/**
+ * Bytes the main thread lends a worker: `length` bytes at `offset` of its shared buffer `slab`.
+ * `sab` comes with the first loan of a slab to this worker only (see ChunkPool).
+ */
+export interface Loan {
+  readonly slab: number;
+  readonly sab?: SharedArrayBuffer;
+  readonly offset: number;
+  readonly length: number;
+}
+
 export type WorkerRequest =
-  | { readonly op: 'hash'; readonly batch: number; readonly buf: ArrayBuffer; readonly chunkSize: number }
+  | { readonly op: 'hash'; readonly batch: number; readonly loan: Loan; readonly chunkSize: number }
   | { readonly op: 'seal'; readonly batch: number; readonly slots: readonly number[] }
   | { readonly op: 'blob'; readonly batch: number; readonly id: Uint8Array; readonly type: number; readonly plain: Uint8Array }
   | { readonly op: 'flush'; readonly batch: number }
-  | { readonly op: 'recycle'; readonly batch: number; readonly buf: ArrayBuffer }
+  | { readonly op: 'recycle'; readonly batch: number; readonly slot: number }
   /** Opens a span's blobs and writes blob i's plaintext to `fd` at each offset in `targets[i]`. */
-  | { readonly op: 'open'; readonly batch: number; readonly buf: ArrayBuffer; readonly blobs: readonly SpanBlob[]; readonly fd: number; readonly targets: readonly (readonly number[])[] };
+  | { readonly op: 'open'; readonly batch: number; readonly loan: Loan; readonly blobs: readonly SpanBlob[]; readonly fd: number; readonly targets: readonly (readonly number[])[] };
 
 /** A stored blob inside a span buffer; `at` is its offset in the buffer. */
 export interface SpanBlob {
@@ -32,14 +43,17 @@ export interface SpanBlob {
 
 export type WorkerReply =
   | { readonly op: 'hashed'; readonly batch: number; readonly ids: ArrayBuffer; readonly zero: Uint8Array }
-  /** `input` is the batch's buffer handed back for reuse (no fresh allocation per batch). */
-  | { readonly op: 'sealed'; readonly batch: number; readonly storedBytes: number; readonly input?: ArrayBuffer }
+  /** The batch's loan ends with this reply. */
+  | { readonly op: 'sealed'; readonly batch: number; readonly storedBytes: number }
   | { readonly op: 'stored'; readonly batch: number; readonly storedBytes: number }
   | { readonly op: 'flushed'; readonly batch: number }
-  /** A finished pack, sent unasked (batch -1) before the reply of the request that filled it. */
-  | { readonly op: 'pack'; readonly batch: number; readonly pack: AssembledPack }
-  /** `errors[i]` says why blob i failed its checks (and was not written); `span` comes back for reuse. */
-  | { readonly op: 'opened'; readonly batch: number; readonly span: ArrayBuffer; readonly written: number; readonly errors: (string | undefined)[] }
+  /**
+   * A finished pack, sent unasked (batch -1) before the reply of the request that filled it: in
+   * [0, length) of the worker's pack buffer `slot`; `sab` comes with a slot's first pack only.
+   */
+  | { readonly op: 'pack'; readonly batch: number; readonly slot: number; readonly sab?: SharedArrayBuffer; readonly length: number; readonly trailerAt: number; readonly id: string }
+  /** `errors[i]` says why blob i failed its checks (and was not written); the loan ends with this reply. */
+  | { readonly op: 'opened'; readonly batch: number; readonly written: number; readonly errors: (string | undefined)[] }
   | { readonly op: 'error'; readonly batch: number; readonly message: string };
 
 interface WorkerInit {
@@ -53,6 +67,16 @@ const codec = new BlobCodec(init.key ? { dataKey: Buffer.from(init.key.dataKey),
 const packs = new PackAssembler(codec, init.packSize);
 // Batches hashed but not yet sealed, by batch number, with their slot ids.
 const held = new Map<number, { buf: Buffer; chunkSize: number; ids: Buffer }>();
+// The main thread's shared buffers, by slab number, and the pack slots it already holds.
+const slabs = new Map<number, SharedArrayBuffer>();
+const packSlotsSent = new Set<number>();
+
+function borrow(loan: Loan): Buffer {
+  if (loan.sab) slabs.set(loan.slab, loan.sab);
+  const sab = slabs.get(loan.slab);
+  if (!sab) throw new Error(`unknown shared buffer ${loan.slab}`);
+  return Buffer.from(sab, loan.offset, loan.length);
+}
 
 function slotBytes(buf: Buffer, chunkSize: number, slot: number): Buffer {
   return buf.subarray(slot * chunkSize, Math.min(buf.length, (slot + 1) * chunkSize));
@@ -64,7 +88,11 @@ function send(reply: WorkerReply, transfer: ArrayBuffer[] = []): void {
 
 /** Sends finished packs ahead of the reply, so the main thread starts their uploads first. */
 function sendPacks(finished: AssembledPack[]): void {
-  for (const pack of finished) send({ op: 'pack', batch: -1, pack }, [pack.buf]);
+  for (const { slot, buf, length, trailerAt, id } of finished) {
+    const sab = packSlotsSent.has(slot) ? undefined : buf;
+    packSlotsSent.add(slot);
+    send({ op: 'pack', batch: -1, slot, sab, length, trailerAt, id });
+  }
 }
 
 // Restore's plaintext buffer, reused span after span (grown when a span needs more).
@@ -78,7 +106,7 @@ const MAX_IOV = 1024;
 const MAX_WRITE = 512 * 1024;
 
 function openSpan(msg: Extract<WorkerRequest, { op: 'open' }>): void {
-  const span = Buffer.from(msg.buf);
+  const span = borrow(msg.loan);
   const need = msg.blobs.reduce((sum, b) => sum + (b.flags ? b.rawLength : 0), 0);
   if (plainBuf.length < need) plainBuf = Buffer.allocUnsafeSlow(need);
   const errors: (string | undefined)[] = [];
@@ -98,7 +126,7 @@ function openSpan(msg: Extract<WorkerRequest, { op: 'open' }>): void {
     }
   });
   const written = writeRuns(msg.fd, writes);
-  send({ op: 'opened', batch: msg.batch, span: msg.buf, written, errors }, [msg.buf]);
+  send({ op: 'opened', batch: msg.batch, written, errors });
 }
 
 /** Writes plaintexts at their offsets: one pwritev per run of back-to-back targets, adjacent buffers merged. */
@@ -146,7 +174,7 @@ function handle(msg: WorkerRequest): void {
     case 'open':
       return openSpan(msg);
     case 'hash': {
-      const buf = Buffer.from(msg.buf);
+      const buf = borrow(msg.loan);
       const count = Math.ceil(buf.length / msg.chunkSize);
       const ids = Buffer.from(new ArrayBuffer(count * ID_LENGTH));
       const zero = new Uint8Array(count);
@@ -169,9 +197,7 @@ function handle(msg: WorkerRequest): void {
         storedBytes += packs.add(id, BlobType.chunk, slotBytes(entry.buf, entry.chunkSize, slot), finished);
       }
       sendPacks(finished);
-      const whole = entry.buf.byteOffset === 0 && entry.buf.byteLength === entry.buf.buffer.byteLength;
-      const input = whole ? (entry.buf.buffer as ArrayBuffer) : undefined;
-      return send({ op: 'sealed', batch: msg.batch, storedBytes, input }, input ? [input] : []);
+      return send({ op: 'sealed', batch: msg.batch, storedBytes });
     }
     case 'blob': {
       const finished: AssembledPack[] = [];
@@ -185,7 +211,7 @@ function handle(msg: WorkerRequest): void {
       return send({ op: 'flushed', batch: msg.batch });
     }
     case 'recycle':
-      return packs.recycle(msg.buf);
+      return packs.recycle(msg.slot);
     default:
       return msg satisfies never;
   }

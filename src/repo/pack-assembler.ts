@@ -1,30 +1,37 @@
 // Builds pack objects inside a chunk worker: blobs are sealed straight into a reused pack
 // buffer, and a finished pack (header, blobs, trailer) is hashed there too, so the main thread
 // only uploads bytes it never copies or reads. Same pack format as PackWriter.
+//
+// Pack buffers are SharedArrayBuffers numbered by slot: the main thread receives each one once
+// and afterwards only its slot number. (A buffer transferred with every pack arrives as new
+// external memory each time, and V8 answers that with a full garbage collection, about two per
+// pack.)
 
 import { Blake3Hasher } from '@napi-rs/blake-hash';
 import { storedBound, type BlobCodec } from './blob-codec.js';
 import { encodeTrailer, packHeader, PACK_HEADER_SIZE, type PackEntry } from './pack-format.js';
 
-/** A finished pack: `buf` holds it in [0, length); the trailer starts at `trailerAt`. */
+/** A finished pack: `buf` (the assembler's buffer `slot`) holds it in [0, length); the trailer starts at `trailerAt`. */
 export interface AssembledPack {
-  readonly buf: ArrayBuffer;
+  readonly slot: number;
+  readonly buf: SharedArrayBuffer;
   readonly length: number;
   readonly trailerAt: number;
   readonly id: string;
 }
 
-/** Spare pack buffers kept for reuse (the main thread hands uploaded ones back). */
-const MAX_SPARE = 2;
-
 export class PackAssembler {
   readonly #codec: BlobCodec;
   readonly #targetSize: number;
-  readonly #spare: ArrayBuffer[] = [];
+  // Pack buffers by slot, and the slots free for the next pack (the main thread hands uploaded
+  // ones back). Never dropped: their number is bounded by the packs in flight.
+  readonly #slabs: SharedArrayBuffer[] = [];
+  readonly #free: number[] = [];
   // The open pack: its buffer, fill level, entries so far, and the hash of its bytes so far
   // (fed blob by blob while the bytes are still in the cache).
   readonly #hasher = new Blake3Hasher();
   #buf: Buffer | undefined;
+  #slot = -1;
   #size = PACK_HEADER_SIZE;
   #entries: PackEntry[] = [];
 
@@ -41,7 +48,7 @@ export class PackAssembler {
       // an empty buffer for a larger one.
       const done = this.finish();
       if (done) finished.push(done);
-      else this.recycle(this.#buf.buffer as ArrayBuffer);
+      else this.recycle(this.#slot);
       this.#buf = undefined;
     }
     const buf = (this.#buf ??= this.#start(bound));
@@ -60,10 +67,12 @@ export class PackAssembler {
     const trailer = encodeTrailer(this.#entries);
     const trailerAt = this.#size;
     let out = buf;
+    let slot = this.#slot;
     if (trailerAt + trailer.length > buf.length) {
-      out = Buffer.from(new ArrayBuffer(trailerAt + trailer.length));
+      slot = this.#take(trailerAt + trailer.length);
+      out = Buffer.from(this.#slabs[slot]!);
       buf.copy(out, 0, 0, trailerAt);
-      this.recycle(buf.buffer as ArrayBuffer);
+      this.recycle(this.#slot);
     }
     trailer.copy(out, trailerAt);
     const length = trailerAt + trailer.length;
@@ -71,12 +80,12 @@ export class PackAssembler {
     this.#buf = undefined;
     this.#size = PACK_HEADER_SIZE;
     this.#entries = [];
-    return { buf: out.buffer as ArrayBuffer, length, trailerAt, id };
+    return { slot, buf: this.#slabs[slot]!, length, trailerAt, id };
   }
 
   /** Takes back a pack buffer once it is uploaded. */
-  recycle(buf: ArrayBuffer): void {
-    if (this.#spare.length < MAX_SPARE && buf.byteLength >= this.#capacity(0)) this.#spare.push(buf);
+  recycle(slot: number): void {
+    if (this.#slabs[slot] && !this.#free.includes(slot)) this.#free.push(slot);
   }
 
   /** Room for a full pack: the target, one more blob past it, and a trailer for small blobs. */
@@ -86,13 +95,20 @@ export class PackAssembler {
 
   /** A buffer for a new pack, its header written and hashed. */
   #start(bound: number): Buffer {
-    const need = this.#capacity(bound);
-    const at = this.#spare.findIndex((b) => b.byteLength >= need);
-    const buf = at >= 0 ? Buffer.from(this.#spare.splice(at, 1)[0]!) : Buffer.from(new ArrayBuffer(need));
+    this.#slot = this.#take(this.#capacity(bound));
+    const buf = Buffer.from(this.#slabs[this.#slot]!);
     const header = packHeader();
     header.copy(buf, 0);
     this.#hasher.reset();
     this.#hasher.update(header);
     return buf;
+  }
+
+  /** A free slot whose buffer holds `need` bytes, or a new one. */
+  #take(need: number): number {
+    const at = this.#free.findIndex((slot) => this.#slabs[slot]!.byteLength >= need);
+    if (at >= 0) return this.#free.splice(at, 1)[0]!;
+    this.#slabs.push(new SharedArrayBuffer(need));
+    return this.#slabs.length - 1;
   }
 }

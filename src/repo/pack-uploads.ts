@@ -9,8 +9,8 @@ import type { Store } from './store.js';
 export interface PackUploadsHooks {
   /** Runs once a pack is stored (record it in the catalog). */
   readonly onStored: (packId: string, size: number, entries: readonly PackEntry[]) => void;
-  /** Takes the pack's buffer back once nothing reads it any more. */
-  readonly recycle: (worker: number, buf: ArrayBuffer) => void;
+  /** Hands the pack's buffer (slot) back once nothing reads it any more. */
+  readonly recycle: (worker: number, slot: number) => void;
 }
 
 export class PackUploads {
@@ -64,7 +64,7 @@ export class PackUploads {
     this.#packs++;
     this.#bytes += pack.length;
     this.#hooks.onStored(pack.id, pack.length, entries);
-    this.#hooks.recycle(worker, pack.buf);
+    this.#hooks.recycle(worker, pack.slot);
   }
 
   #throwIfFailed(): void {

@@ -83,10 +83,11 @@ export async function runRestore(repo: Repository, manifest: Manifest, target: s
     const maxSpan = (repo.store as Partial<ReadsInto>).preferredReadBytes ?? MAX_SPAN;
     const fetchSpan = async (span: Span): Promise<void> => {
       let data: Buffer;
+      // Every buffer of maxSpan bytes, so any free one fits any span: no fresh multi-MiB buffers to fault in.
+      const spanBuf = readInto ? pool.spanBuffer(Math.max(maxSpan, span.length)) : undefined;
       try {
         if (readInto) {
-          // Every buffer of maxSpan bytes, so any spare fits any span: no fresh multi-MiB buffers to fault in and collect.
-          data = pool.spanBuffer(Math.max(maxSpan, span.length)).subarray(0, span.length);
+          data = spanBuf!.subarray(0, span.length);
           data = data.subarray(0, await readInto(packKey(span.pack), span.offset, data, { signal }));
         } else {
           data = await repo.store.get(packKey(span.pack), { range: { offset: span.offset, length: span.length }, signal });
@@ -100,7 +101,9 @@ export async function runRestore(repo: Repository, manifest: Manifest, target: s
         if (location.rawLength !== expected) throw new RepoError('ECORRUPT', `chunk for slot ${slot} is ${location.rawLength} bytes, expected ${expected}`);
         return slot * chunkSize;
       }));
-      const done = data.length === span.length ? await pool.openToFile(data, blobs, file.fd, targets) : { written: 0, errors: blobs.map(() => new RepoError('ECORRUPT', 'short read')) };
+      const whole = data.length === span.length;
+      if (!whole && spanBuf) pool.release(spanBuf); // openToFile releases it otherwise
+      const done = whole ? await pool.openToFile(data, blobs, file.fd, targets) : { written: 0, errors: blobs.map(() => new RepoError('ECORRUPT', 'short read')) };
       bytesDone += done.written;
       for (let i = 0; i < span.blobs.length; i++) {
         if (!done.errors[i]) continue;

@@ -68,6 +68,8 @@ export class BlobCodec {
   readonly #cctx = new zstd.CCtx();
   readonly #dctx = new zstd.DCtx();
   #scratch = Buffer.alloc(0);
+  // Whether the last large blob compressed: if so the next one skips the probe.
+  #lastCompressed = true;
   // Keyed BLAKE3, reset per id (reset keeps the key): one native object, not one per blob.
   readonly #keyedHasher: Blake3Hasher | undefined;
 
@@ -97,6 +99,7 @@ export class BlobCodec {
       body = packed;
       flags |= FLAG_ZSTD;
     }
+    if (packed && plain.byteLength >= PROBE_MIN) this.#lastCompressed = packed.length < plain.byteLength * 0.97;
     if (this.#key) {
       const nonce = randomBytes(12);
       const cipher = createCipheriv('aes-256-gcm', this.#key.dataKey, nonce);
@@ -118,6 +121,7 @@ export class BlobCodec {
     if (this.#worthCompressing(plain)) {
       length = this.#cctx.compress2(target, plain);
       if (length < plain.byteLength) flags |= FLAG_ZSTD;
+      if (plain.byteLength >= PROBE_MIN) this.#lastCompressed = length < plain.byteLength * 0.97;
     }
     if (!(flags & FLAG_ZSTD)) {
       target.set(plain);
@@ -142,9 +146,13 @@ export class BlobCodec {
     return this.#scratch;
   }
 
-  /** False when four 512-byte samples spread over a large blob do not compress (random data): cheap next to compressing 64 KiB. */
+  /**
+   * False when four 512-byte samples spread over a large blob do not compress (random data):
+   * cheaper than compressing 64 KiB in vain, but a probe costs half as much as that again, so it
+   * runs only after a blob that did not compress (disks come in long stretches of one kind).
+   */
   #worthCompressing(plain: Uint8Array): boolean {
-    if (plain.byteLength < PROBE_MIN) return true;
+    if (plain.byteLength < PROBE_MIN || this.#lastCompressed) return true;
     const step = Math.floor(plain.byteLength / PROBE_PIECES);
     for (let i = 0; i < PROBE_PIECES; i++) this.#probe.set(plain.subarray(i * step, i * step + PROBE_PIECE), i * PROBE_PIECE);
     return this.#cctx.compress2(this.#probeOut, this.#probe) < this.#probe.length * 0.97;

@@ -1,15 +1,14 @@
 // Builds pack objects inside a chunk worker: blobs are sealed straight into a reused pack
-// buffer, and a finished pack (header, blobs, trailer) is hashed there too, so the main thread
-// only uploads bytes it never copies or reads. Same pack format as PackWriter.
+// buffer, and a finished pack gets its id there too, so the main thread only uploads bytes it
+// never copies or reads. Same pack format as PackWriter.
 //
 // Pack buffers are SharedArrayBuffers numbered by slot: the main thread receives each one once
 // and afterwards only its slot number. (A buffer transferred with every pack arrives as new
 // external memory each time, and V8 answers that with a full garbage collection, about two per
 // pack.)
 
-import { Blake3Hasher } from '@napi-rs/blake-hash';
 import { storedBound, type BlobCodec } from './blob-codec.js';
-import { encodeTrailer, packHeader, PACK_HEADER_SIZE, type PackEntry } from './pack-format.js';
+import { encodeTrailer, packHeader, packIdOf, PACK_HEADER_SIZE, type PackEntry } from './pack-format.js';
 
 /** A finished pack: `buf` (the assembler's buffer `slot`) holds it in [0, length); the trailer starts at `trailerAt`. */
 export interface AssembledPack {
@@ -27,9 +26,7 @@ export class PackAssembler {
   // ones back). Never dropped: their number is bounded by the packs in flight.
   readonly #slabs: SharedArrayBuffer[] = [];
   readonly #free: number[] = [];
-  // The open pack: its buffer, fill level, entries so far, and the hash of its bytes so far
-  // (fed blob by blob while the bytes are still in the cache).
-  readonly #hasher = new Blake3Hasher();
+  // The open pack: its buffer, fill level, entries so far.
   #buf: Buffer | undefined;
   #slot = -1;
   #size = PACK_HEADER_SIZE;
@@ -53,7 +50,6 @@ export class PackAssembler {
     }
     const buf = (this.#buf ??= this.#start(bound));
     const sealed = this.#codec.sealInto(type, id, plain, buf, this.#size);
-    this.#hasher.update(buf.subarray(this.#size, this.#size + sealed.length));
     this.#entries.push({ id: Buffer.from(id), type, flags: sealed.flags, offset: this.#size, storedLength: sealed.length, rawLength: plain.byteLength, crc: sealed.crc });
     this.#size += sealed.length;
     if (this.#size >= this.#targetSize) finished.push(this.finish()!);
@@ -76,7 +72,7 @@ export class PackAssembler {
     }
     trailer.copy(out, trailerAt);
     const length = trailerAt + trailer.length;
-    const id = this.#hasher.update(trailer).digestBuffer().toString('hex');
+    const id = packIdOf(out.subarray(0, PACK_HEADER_SIZE), trailer);
     this.#buf = undefined;
     this.#size = PACK_HEADER_SIZE;
     this.#entries = [];
@@ -93,14 +89,12 @@ export class PackAssembler {
     return this.#targetSize + Math.max(bound, storedBound(1 << 20)) + (this.#targetSize >> 6);
   }
 
-  /** A buffer for a new pack, its header written and hashed. */
+  /** A buffer for a new pack, its header written. */
   #start(bound: number): Buffer {
     this.#slot = this.#take(this.#capacity(bound));
     const buf = Buffer.from(this.#slabs[this.#slot]!);
     const header = packHeader();
     header.copy(buf, 0);
-    this.#hasher.reset();
-    this.#hasher.update(header);
     return buf;
   }
 

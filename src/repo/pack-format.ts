@@ -4,6 +4,7 @@
 
 import { randomFillSync } from 'node:crypto';
 import { crc32 } from 'node:zlib';
+import { blake3, Blake3Hasher } from '@napi-rs/blake-hash';
 import { RepoError } from './errors.js';
 import { ID_LENGTH } from './blob-codec.js';
 
@@ -42,6 +43,32 @@ export function packHeader(): Buffer {
   header.writeUInt8(1, 8); // pack format version
   randomFillSync(header, 9, PACK_HEADER_SIZE - 9);
   return header;
+}
+
+/**
+ * A pack's id: BLAKE3 of its header and trailer. The trailer names every blob (its content
+ * hash) and holds the CRC32 of its stored bytes, and the header's nonce makes the id unique, so
+ * hashing the blob bytes once more would add nothing the per-blob checks lack, at the cost of
+ * a BLAKE3 pass over every stored byte (~8 % of a backup's CPU).
+ */
+export function packIdOf(header: Uint8Array, trailer: Uint8Array): string {
+  return new Blake3Hasher().update(header).update(trailer).digestBuffer().toString('hex');
+}
+
+/**
+ * Whether a whole pack's bytes match its id: header and trailer, or (packs written before the
+ * id covered only those) all of its bytes.
+ */
+export function packMatchesId(pack: Buffer, id: string): boolean {
+  if (pack.length >= PACK_HEADER_SIZE + FOOTER_SIZE) {
+    try {
+      const length = trailerLength(pack.subarray(pack.length - FOOTER_SIZE), 'pack');
+      if (length <= pack.length - PACK_HEADER_SIZE && packIdOf(pack.subarray(0, PACK_HEADER_SIZE), pack.subarray(pack.length - length)) === id) return true;
+    } catch {
+      // a damaged footer: only the whole-pack hash can still match
+    }
+  }
+  return blake3(pack).toString('hex') === id;
 }
 
 export function packKey(packId: string): string {

@@ -2,9 +2,8 @@
 // most `maxInFlight` uploads at once (add() waits: bounded memory). Each pack is followed by its
 // index object; `onPack` runs only once both are stored, so callers never record a lost pack.
 
-import { blake3 } from '@napi-rs/blake-hash';
 import type { SealedBlob } from './blob-codec.js';
-import { encodeTrailer, packHeader, packKey, PACK_HEADER_SIZE, type PackEntry } from './pack-format.js';
+import { encodeTrailer, packHeader, packIdOf, packKey, PACK_HEADER_SIZE, type PackEntry } from './pack-format.js';
 import type { Store } from './store.js';
 
 export type OnPack = (packId: string, size: number, entries: readonly PackEntry[]) => void;
@@ -56,19 +55,21 @@ export class PackWriter {
 
   #startUpload(signal?: AbortSignal): void {
     const entries = this.#entries;
-    const pack = Buffer.concat([packHeader(), ...this.#parts, encodeTrailer(entries)]);
+    const header = packHeader();
+    const trailer = encodeTrailer(entries);
+    const pack = Buffer.concat([header, ...this.#parts, trailer]);
+    const packId = packIdOf(header, trailer);
     this.#parts = [];
     this.#entries = [];
     this.#size = PACK_HEADER_SIZE;
-    const upload = this.#upload(pack, entries, signal).catch((err: unknown) => {
+    const upload = this.#upload(packId, pack, entries, signal).catch((err: unknown) => {
       this.#failure ??= err;
     });
     this.#uploads.add(upload);
     void upload.finally(() => this.#uploads.delete(upload));
   }
 
-  async #upload(pack: Buffer, entries: readonly PackEntry[], signal?: AbortSignal): Promise<void> {
-    const packId = blake3(pack).toString('hex');
+  async #upload(packId: string, pack: Buffer, entries: readonly PackEntry[], signal?: AbortSignal): Promise<void> {
     await this.#store.put(packKey(packId), pack, { ifAbsent: true, signal });
     this.#packs++;
     this.#bytes += pack.length;

@@ -2,14 +2,13 @@
 // chunks: crc32, gcm tag, decompression, content hash) and reports exactly which backups are
 // damaged and why. Never repairs or hides anything.
 
-import { blake3 } from '@napi-rs/blake-hash';
 import { ZERO_ID, typeName } from './blob-codec.js';
 import type { BlobLocation } from './catalog.js';
 import { describeError } from '../core/errors.js';
 import { isNotFound } from './errors.js';
 import { SLOTS_PER_PAGE } from './index-format.js';
 import type { Manifest } from './manifest.js';
-import { packKey } from './pack-format.js';
+import { packKey, packMatchesId } from './pack-format.js';
 import type { Repository } from './repository.js';
 
 export interface BackupVerdict {
@@ -87,7 +86,7 @@ export async function runVerify(repo: Repository, manifests: readonly Manifest[]
     let packError = '';
     try {
       data = await repo.store.get(packKey(pack), { signal });
-      if (blake3(data).toString('hex') !== pack) damagedPacks.push(pack);
+      if (!packMatchesId(data, pack)) damagedPacks.push(pack);
     } catch (err) {
       packError = isNotFound(err) ? `pack ${pack.slice(0, 16)} is missing` : describeError(err);
     }

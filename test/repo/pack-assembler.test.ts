@@ -1,5 +1,4 @@
-// Packs built inside chunk workers: the id is the BLAKE3 of the bytes (hashed blob by blob while
-// building), the trailer lists every blob, and every blob opens to its plaintext, plain or sealed,
+// Packs built inside chunk workers: the id is the BLAKE3 of header and trailer, the trailer lists every blob, and every blob opens to its plaintext, plain or sealed,
 // compressible or not; a blob too large for the room left closes the pack early.
 
 import assert from 'node:assert/strict';
@@ -9,7 +8,7 @@ import { blake3 } from '@napi-rs/blake-hash';
 import { BlobCodec, BlobType, FLAG_ZSTD } from '../../src/repo/blob-codec.js';
 import { generateMasterKey } from '../../src/repo/keys.js';
 import { PackAssembler, type AssembledPack } from '../../src/repo/pack-assembler.js';
-import { decodeTrailer, PACK_MAGIC } from '../../src/repo/pack-format.js';
+import { decodeTrailer, PACK_HEADER_SIZE, PACK_MAGIC, packMatchesId } from '../../src/repo/pack-format.js';
 
 function text(length: number): Buffer {
   const words = ['alpha ', 'beta ', 'gamma ', 'delta '];
@@ -47,7 +46,10 @@ for (const encrypted of [false, true]) {
     for (const pack of finished) {
       const bytes = Buffer.from(pack.buf, 0, pack.length);
       assert.ok(bytes.subarray(0, 8).equals(PACK_MAGIC));
-      assert.equal(blake3(bytes).toString('hex'), pack.id);
+      const header = bytes.subarray(0, PACK_HEADER_SIZE);
+      const trailer = bytes.subarray(pack.trailerAt);
+      assert.equal(blake3(Buffer.concat([header, trailer])).toString('hex'), pack.id);
+      assert.ok(packMatchesId(bytes, pack.id));
       const entries = decodeTrailer(bytes.subarray(pack.trailerAt), pack.id);
       for (const e of entries) {
         const plain = codec.open(e, bytes.subarray(e.offset, e.offset + e.storedLength), pack.id);
@@ -61,3 +63,24 @@ for (const encrypted of [false, true]) {
     assert.ok(compressed >= 20, `text blobs are stored compressed (${compressed})`);
   });
 }
+
+test('a pack matches its id until its header or trailer changes; whole-pack ids still match', () => {
+  const codec = new BlobCodec(null, 1);
+  const assembler = new PackAssembler(codec, 1024 * 1024);
+  const finished: AssembledPack[] = [];
+  for (let i = 0; i < 4; i++) {
+    const plain = randomBytes(8192);
+    assembler.add(codec.idOf(plain), BlobType.chunk, plain, finished);
+  }
+  const pack = assembler.finish()!;
+  const bytes = Buffer.from(Buffer.from(pack.buf, 0, pack.length));
+  assert.ok(packMatchesId(bytes, pack.id));
+  for (const at of [12, pack.trailerAt + 40, pack.length - 20]) {
+    const damaged = Buffer.from(bytes);
+    damaged[at]! ^= 1;
+    assert.equal(packMatchesId(damaged, pack.id), false, `byte ${at} flipped`);
+  }
+  // Packs written when the id hashed every byte.
+  assert.ok(packMatchesId(bytes, blake3(bytes).toString('hex')));
+  assert.equal(packMatchesId(bytes.subarray(0, 10), pack.id), false);
+});

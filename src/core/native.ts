@@ -1,12 +1,13 @@
 // Typed access to the small N-API addon (native/fleece_native.c) for the Linux file calls Node's
-// fs lacks: SEEK_DATA/SEEK_HOLE, fallocate, preadv2/pwritev2(RWF_NOWAIT), posix_fadvise.
+// fs lacks: SEEK_DATA/SEEK_HOLE, fallocate, preadv2/pwritev2(RWF_NOWAIT), posix_fadvise, and
+// whole-file O_DIRECT writes from unaligned buffers.
 
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { FleeceError } from './errors.js';
 
-/** The addon's functions; all synchronous, all throw on bad arguments or unexpected errno. */
+/** The addon's functions; all but writeDirect synchronous, all throw on bad arguments or unexpected errno. */
 export interface NativeFile {
   /** First data byte at or after offset, or -1 when only a hole remains (ENXIO). */
   seekData(fd: number, offset: number): number;
@@ -26,6 +27,12 @@ export interface NativeFile {
   preadNoWait(fd: number, buffer: NodeJS.ArrayBufferView, bufferOffset: number, length: number, position: number): number;
   /** Writes without blocking: bytes written, or -1 if it would block or is unsupported. */
   pwriteNoWait(fd: number, buffer: NodeJS.ArrayBufferView, bufferOffset: number, length: number, position: number): number;
+  /**
+   * On the thread pool: writes buffer[0, length) as the whole content of `fd`, a file opened
+   * with O_DIRECT, through an aligned bounce buffer (any buffer will do). Rejects with the
+   * errno's name as `code`: EINVAL where the filesystem refuses direct I/O.
+   */
+  writeDirect(fd: number, buffer: NodeJS.ArrayBufferView, length: number): Promise<void>;
 }
 
 // dist/src/core/native.js sits three levels below the repo root, src/core/native.ts two.

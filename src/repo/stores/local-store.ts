@@ -1,26 +1,34 @@
 // A Store in a local directory: one file per key ('/' in a key is a sub-directory). Writes go
 // temp file -> fsync -> rename (or link for put-if-absent) -> fsync dir, so a crash leaves either
 // the old object, the new one, or a stray '.tmp-*' file that list() ignores and sweep removes.
-// Large objects (packs) leave the page cache once durable: a night of backups must not push the
-// VMs' own hot pages out, and the freed pages are what the next pack write reuses.
+// Large objects (packs) bypass the page cache (O_DIRECT) where the filesystem allows it: a night
+// of backups must not push the VMs' own hot pages out, and on a VM whose free memory goes back
+// to its host every fresh page-cache page costs more than the disk write (a buffered 256 MiB
+// measured 2.8 s here, O_DIRECT 0.3 s). Elsewhere they are written through the cache and
+// dropped from it once durable, so the next write reuses the freed pages.
 
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { link, mkdir, open, readdir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { throwIfAborted } from '../../core/errors.js';
-import { uncache } from '../../core/native.js';
+import { loadNative, uncache } from '../../core/native.js';
 import { checkKey, notFound, type GetOptions, type PutOptions, type Store, type StoreEntry, type StoreSignal, type StoreStat } from '../store.js';
 import type { ReadsInto } from './reads-into.js';
 
 const TEMP_PREFIX = '.tmp-';
-/** Objects at least this large are dropped from the page cache after their fsync. */
-const UNCACHE_MIN = 1024 * 1024;
+/** Objects at least this large are written with O_DIRECT, or dropped from the page cache after their fsync. */
+const LARGE = 1024 * 1024;
+
+/** Error codes that mean "no O_DIRECT here" (or no addon), not a failed write. */
+const DIRECT_UNSUPPORTED = new Set(['EINVAL', 'EOPNOTSUPP', 'ENATIVE']);
 
 export type { ReadsInto };
 
 export class LocalStore implements Store, ReadsInto {
   readonly root: string;
+  // Whether large objects go out with O_DIRECT (until a filesystem refuses it).
+  #direct = true;
 
   constructor(root: string) {
     this.root = root;
@@ -38,13 +46,15 @@ export class LocalStore implements Store, ReadsInto {
     if (options.ifAbsent && (await exists(path))) return { written: false };
     await mkdirDurable(dir, this.root);
     const temp = join(dir, `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`);
-    const handle = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
-    try {
-      await handle.writeFile(data);
-      await handle.sync();
-      if (data.byteLength >= UNCACHE_MIN) uncache(handle.fd);
-    } finally {
-      await handle.close();
+    if (!(data.byteLength >= LARGE && this.#direct && (await this.#writeDirect(temp, data)))) {
+      const handle = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
+      try {
+        await handle.writeFile(data);
+        await handle.sync();
+        if (data.byteLength >= LARGE) uncache(handle.fd);
+      } finally {
+        await handle.close();
+      }
     }
     let written = true;
     try {
@@ -66,6 +76,30 @@ export class LocalStore implements Store, ReadsInto {
     }
     await fsyncDir(dir);
     return { written };
+  }
+
+  /**
+   * Writes and fsyncs `data` as the new file `temp` with O_DIRECT; false (and no file left) when
+   * this filesystem or build cannot, which turns direct writes off for this store.
+   */
+  async #writeDirect(temp: string, data: Uint8Array): Promise<boolean> {
+    let handle: FileHandle;
+    try {
+      const native = loadNative();
+      handle = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_DIRECT, 0o644);
+      try {
+        await native.writeDirect(handle.fd, data, data.byteLength);
+        await handle.sync();
+        return true;
+      } finally {
+        await handle.close();
+      }
+    } catch (err) {
+      await unlink(temp).catch(() => undefined);
+      if (!DIRECT_UNSUPPORTED.has((err as NodeJS.ErrnoException).code ?? '')) throw err;
+      this.#direct = false;
+      return false;
+    }
   }
 
   async get(key: string, options: GetOptions = {}): Promise<Buffer> {

@@ -15,22 +15,28 @@ import { median, ratioCell, table, writeSection } from './lib/report.js';
 const MIB = 2 ** 20;
 
 /** Profile notes (\`node --cpu-prof\` on the CLI, workers included, 1 GiB version of the image). */
-const WHERE_THE_TIME_GOES = `Where the time goes (\`node --cpu-prof\` on \`fleece backup\` / \`fleece restore\` of a 1 GiB
-version of the image, worker threads included; CPU seconds from \`time\`, because wall clock on this
-shared machine swung 3x between runs): a full backup costs 3.8-6.6 CPU-s per GiB of image depending
-on the machine's load (restic 0.14: 12-14), of which the chunk workers spend ~60% in zstd level 1 on the text quarter (100-170 MiB/s per
-core on this text), ~12% in BLAKE3 chunk ids, ~8% hashing packs, ~6% crc32 and ~5% probing
-compressibility; the main thread is idle ~70% of the time (reads, one SQLite lookup per batch, one
-insert transaction per pack, uploads). Workers now seal chunks straight into the 32 MiB pack they
-are building and hash it blob by blob while the bytes are in cache, so the main thread neither
-copies (\`Buffer.concat\`) nor hashes packs: that was ~0.6 CPU-s per GiB on the main thread competing
-with two workers for two cores, and each new chunk was hashed twice. A restore costs 3.5-5.9 CPU-s
-per GiB, more than half of it kernel time (restic: 3.2-7.6, and it writes the holes as zeros): workers spend ~60% of their busy time
-in zstd decompression and ~25% in BLAKE3 verification, then write the plaintexts themselves with
-\`pwritev\` (no copy back to the main thread, whose only work is planning and ranged reads into
-reused buffers). The rest is the kernel allocating page-cache pages for the new file: on this VM a
-write call of several MiB into new pages measured 10-20x slower per byte than 256 KiB-1 MiB ones
-(512 MiB: 6-11 s vs 0.3-0.7 s), so writes are capped at 512 KiB.`;
+const WHERE_THE_TIME_GOES = `Where the time goes (\`node --cpu-prof\` and per-thread CPU from /proc on \`fleece backup\` of this
+4 GiB image, worker threads included; wall clock on this shared machine swings 20-40% between runs,
+restic's with it): a full backup costs ~12.5 CPU-s (restic 0.14: ~32). The two chunk workers
+spend ~70% of their busy time in zstd level 1 on the text quarter (~175 MB/s per core on this
+text: the \`zstd -b1 -B64K\` CLI gets 190-220, so this is zstd's own speed, not the binding's),
+~12% in BLAKE3 chunk ids and ~7% in CRC32; the main thread is idle ~70% of the time (reads, one
+SQLite lookup per batch, one insert transaction per pack, uploads). The incompressible quarter
+is bound by the disk, not the CPUs: packs go out with O_DIRECT at ~850 MB/s (a buffered write
+into fresh page-cache pages ran at ~100 MB/s on this VM), while two workers hash and pack
+random data at ~2 GB/s; four pack uploads in flight keep the workers going through most of it.
+Three earlier costs are gone: every pack crossed from a worker as a freshly transferred buffer,
+which V8 counted as new external memory and answered with a full GC about twice per pack (1.2
+CPU-s on the main thread, ~1 more in GC helper threads); pack ids hashed every stored byte a
+second time (now the header and the trailer, which holds each blob's id and CRC32); and a
+compressibility probe ran before every chunk (now only after one that did not compress). Process
+start and module loading take ~0.3 s before the first read, the workers' start ~0.1 s more.
+A restore costs 3.5-5.9 CPU-s per GiB, more than half of it kernel time (restic: 3.2-7.6, and
+it writes the holes as zeros): workers spend ~60% of their busy time in zstd decompression and
+~25% in BLAKE3 verification, then write the plaintexts themselves with \`pwritev\` (no copy back
+to the main thread, whose only work is planning and ranged reads into reused shared buffers),
+in writes of at most 512 KiB, written back and dropped from the page cache every 64 MiB so new
+writes reuse freed pages.`;
 const SIZE = Math.max(64 * MIB, Math.floor(parseSize(process.env.BENCH_SIZE ?? '4G', 'BENCH_SIZE') / (16 * MIB)) * 16 * MIB);
 const CLONES = Number(process.env.BENCH_CLONES ?? 10);
 const RSS_LIMIT = 512 * MIB;

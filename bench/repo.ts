@@ -33,12 +33,10 @@ compressibility probe ran before every chunk (now only after one that did not co
 start and module loading take ~0.3 s before the first read, the workers' start ~0.1 s more.
 A restore costs 3.5-5.9 CPU-s per GiB, more than half of it kernel time (restic: 3.2-7.6, and
 it writes the holes as zeros): workers spend ~60% of their busy time in zstd decompression and
-~25% in BLAKE3 verification, then write the plaintexts themselves (no copy back to the main
-thread, whose only work is planning and ranged reads into reused shared buffers) with O_DIRECT
-through an aligned bounce buffer, four workers on two cores since each waits for the disk.
-Through the page cache the same restore ran 4.6 s in most runs and 10.5 s (10.8 s of kernel
-time) in others, when the VM had to fault in fresh pages for the new file; direct writes ran
-5.8-7.5 s, with a third less CPU.`;
+~25% in BLAKE3 verification, then write the plaintexts themselves with \`pwritev\` (no copy back
+to the main thread, whose only work is planning and ranged reads into reused shared buffers),
+in writes of at most 512 KiB, written back and dropped from the page cache every 64 MiB so new
+writes reuse freed pages.`;
 const SIZE = Math.max(64 * MIB, Math.floor(parseSize(process.env.BENCH_SIZE ?? '4G', 'BENCH_SIZE') / (16 * MIB)) * 16 * MIB);
 const CLONES = Number(process.env.BENCH_CLONES ?? 10);
 const RSS_LIMIT = 512 * MIB;

@@ -1,9 +1,8 @@
 /*
  * Tiny Linux file primitives that Node's fs lacks: SEEK_DATA/SEEK_HOLE, fallocate (punch hole,
  * zero range), preadv2/pwritev2 with RWF_NOWAIT (serve page-cache hits without a thread-pool
- * hop), posix_fadvise, and pwriteDirect (O_DIRECT writes from unaligned buffers), all
- * synchronous; and one asynchronous call, writeDirect, which writes a whole file opened with
- * O_DIRECT from any buffer. Every argument is validated; bad input
+ * hop), posix_fadvise, all synchronous; and one asynchronous call, writeDirect, which writes a
+ * whole file opened with O_DIRECT from any buffer. Every argument is validated; bad input
  * throws, never crashes.
  */
 #define _GNU_SOURCE
@@ -311,43 +310,34 @@ typedef struct {
   const char *syscall;
 } direct_write;
 
-/* One bounce buffer per thread, kept for the thread's life (warm pages, no allocation per call). */
+/* One bounce buffer per pool thread, kept for the thread's life (warm pages, no allocation per call). */
 static __thread uint8_t *bounce;
-
-static bool ensure_bounce(void) {
-  if (bounce != NULL) return true;
-  void *p = NULL;
-  if (posix_memalign(&p, DIRECT_ALIGN, DIRECT_PIECE) != 0) return false;
-  bounce = p;
-  return true;
-}
-
-/* Writes bounce[0, n) at `at` (n a multiple of DIRECT_ALIGN); 0 or the errno. */
-static int write_bounce(int fd, size_t n, off_t at) {
-  for (size_t put = 0; put < n;) {
-    ssize_t r = pwrite(fd, bounce + put, n - put, at + (off_t)put);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return r < 0 ? errno : EIO;
-    put += (size_t)r;
-  }
-  return 0;
-}
 
 static void direct_write_execute(napi_env env, void *arg) {
   direct_write *w = arg;
-  if (!ensure_bounce()) {
-    w->err = ENOMEM;
-    w->syscall = "posix_memalign";
-    return;
+  if (bounce == NULL) {
+    void *p = NULL;
+    if (posix_memalign(&p, DIRECT_ALIGN, DIRECT_PIECE) != 0) {
+      w->err = ENOMEM;
+      w->syscall = "posix_memalign";
+      return;
+    }
+    bounce = p;
   }
   for (size_t done = 0; done < w->length;) {
     size_t n = w->length - done < DIRECT_PIECE ? w->length - done : DIRECT_PIECE;
     size_t padded = (n + DIRECT_ALIGN - 1) & ~(size_t)(DIRECT_ALIGN - 1);
     memcpy(bounce, w->data + done, n);
     memset(bounce + n, 0, padded - n);
-    if ((w->err = write_bounce(w->fd, padded, (off_t)done)) != 0) {
-      w->syscall = "pwrite";
-      return;
+    for (size_t put = 0; put < padded;) {
+      ssize_t r = pwrite(w->fd, bounce + put, padded - put, (off_t)(done + put));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) {
+        w->err = r < 0 ? errno : EIO;
+        w->syscall = "pwrite";
+        return;
+      }
+      put += (size_t)r;
     }
     done += n;
   }
@@ -404,67 +394,6 @@ static napi_value write_direct(napi_env env, napi_callback_info info) {
   return promise;
 }
 
-/*
- * pwriteDirect(fd, buffers, position): synchronous (for worker threads); writes the buffers back
- * to back at `position` of a file opened with O_DIRECT, through the thread's bounce buffer, so
- * the buffers need no alignment. `position` and the total length must be multiples of 4096
- * (EINVAL otherwise: write such pieces through a buffered descriptor). Returns bytes written.
- */
-static napi_value pwrite_direct(napi_env env, napi_callback_info info) {
-  napi_value argv[3];
-  int fd;
-  int64_t position;
-  bool is_array = false;
-  uint32_t count = 0;
-  if (!get_args(env, info, 3, argv, "pwriteDirect") || !get_fd(env, argv[0], "pwriteDirect", &fd) ||
-      !get_integer(env, argv[2], "pwriteDirect", "position", MAX_SAFE_INTEGER, &position))
-    return NULL;
-  CHECK(napi_is_array(env, argv[1], &is_array));
-  if (!is_array) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "pwriteDirect: buffers must be an array");
-    return NULL;
-  }
-  CHECK(napi_get_array_length(env, argv[1], &count));
-  size_t total = 0;
-  for (uint32_t i = 0; i < count; i++) {
-    napi_value element;
-    uint8_t *data;
-    size_t size;
-    CHECK(napi_get_element(env, argv[1], i, &element));
-    if (!get_bytes(env, element, "pwriteDirect", &data, &size)) return NULL;
-    total += size;
-  }
-  if (position % DIRECT_ALIGN != 0 || total % DIRECT_ALIGN != 0) return throw_errno(env, "pwriteDirect", EINVAL);
-  if (!ensure_bounce()) return throw_errno(env, "posix_memalign", ENOMEM);
-  size_t fill = 0;
-  off_t at = (off_t)position;
-  for (uint32_t i = 0; i < count; i++) {
-    napi_value element;
-    uint8_t *data;
-    size_t size;
-    CHECK(napi_get_element(env, argv[1], i, &element));
-    if (!get_bytes(env, element, "pwriteDirect", &data, &size)) return NULL;
-    while (size > 0) {
-      size_t n = size < DIRECT_PIECE - fill ? size : DIRECT_PIECE - fill;
-      memcpy(bounce + fill, data, n);
-      fill += n;
-      data += n;
-      size -= n;
-      if (fill == DIRECT_PIECE) {
-        int err = write_bounce(fd, fill, at);
-        if (err != 0) return throw_errno(env, "pwrite", err);
-        at += (off_t)fill;
-        fill = 0;
-      }
-    }
-  }
-  if (fill > 0) {
-    int err = write_bounce(fd, fill, at);
-    if (err != 0) return throw_errno(env, "pwrite", err);
-  }
-  return make_number(env, (double)total);
-}
-
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor properties[] = {
       {"seekData", NULL, seek_data, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -477,7 +406,6 @@ static napi_value init(napi_env env, napi_value exports) {
       {"preadNoWait", NULL, pread_nowait, NULL, NULL, NULL, napi_enumerable, NULL},
       {"pwriteNoWait", NULL, pwrite_nowait, NULL, NULL, NULL, napi_enumerable, NULL},
       {"writeDirect", NULL, write_direct, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"pwriteDirect", NULL, pwrite_direct, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   CHECK(napi_define_properties(env, exports, sizeof properties / sizeof properties[0], properties));
   return exports;

@@ -33,12 +33,6 @@ export interface NativeFile {
    * errno's name as `code`: EINVAL where the filesystem refuses direct I/O.
    */
   writeDirect(fd: number, buffer: NodeJS.ArrayBufferView, length: number): Promise<void>;
-  /**
-   * Synchronous (for worker threads): writes the buffers back to back at `position` of a file
-   * opened with O_DIRECT, through an aligned bounce buffer; bytes written. `position` and the
-   * total length must be multiples of 4096 (EINVAL otherwise).
-   */
-  pwriteDirect(fd: number, buffers: readonly NodeJS.ArrayBufferView[], position: number): number;
 }
 
 // dist/src/core/native.js sits three levels below the repo root, src/core/native.ts two.

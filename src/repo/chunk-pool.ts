@@ -201,16 +201,15 @@ export class ChunkPool {
 
   /**
    * Opens (checks, decrypts, decompresses) the blobs of a span of stored bytes and writes blob
-   * i's plaintext to `fd` at every offset in `targets[i]` (block-aligned runs through
-   * `directFd`, the file opened with O_DIRECT, when given). `data` (best from spanBuffer(); the
+   * i's plaintext to `fd` at every offset in `targets[i]`. `data` (best from spanBuffer(); the
    * pool reuses it once this resolves) starts at blob offset 0.
    */
-  async openToFile(data: Buffer, blobs: readonly SpanBlob[], fd: number, targets: readonly (readonly number[])[], directFd = -1): Promise<WrittenSpan> {
+  async openToFile(data: Buffer, blobs: readonly SpanBlob[], fd: number, targets: readonly (readonly number[])[]): Promise<WrittenSpan> {
     const worker = this.#leastBusy();
     const loan = this.#lend(worker, data);
     let reply: Extract<WorkerReply, { op: 'opened' }>;
     try {
-      reply = await this.#call(worker, { op: 'open', batch: this.#nextBatch++, loan, blobs, fd, directFd, targets }, [], 'opened');
+      reply = await this.#call(worker, { op: 'open', batch: this.#nextBatch++, loan, blobs, fd, targets }, [], 'opened');
     } finally {
       this.#release(loan.slab);
     }

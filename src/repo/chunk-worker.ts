@@ -6,7 +6,6 @@
 
 import { writevSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
-import { loadNative } from '../core/native.js';
 import { BlobCodec, BlobType, ID_LENGTH, isAllZero } from './blob-codec.js';
 import type { MasterKey } from './keys.js';
 import { PackAssembler, type AssembledPack } from './pack-assembler.js';
@@ -28,11 +27,8 @@ export type WorkerRequest =
   | { readonly op: 'blob'; readonly batch: number; readonly id: Uint8Array; readonly type: number; readonly plain: Uint8Array }
   | { readonly op: 'flush'; readonly batch: number }
   | { readonly op: 'recycle'; readonly batch: number; readonly slot: number }
-  /**
-   * Opens a span's blobs and writes blob i's plaintext to `fd` at each offset in `targets[i]`;
-   * through `directFd` (the same file opened with O_DIRECT, or -1) where a run is block-aligned.
-   */
-  | { readonly op: 'open'; readonly batch: number; readonly loan: Loan; readonly blobs: readonly SpanBlob[]; readonly fd: number; readonly directFd: number; readonly targets: readonly (readonly number[])[] };
+  /** Opens a span's blobs and writes blob i's plaintext to `fd` at each offset in `targets[i]`. */
+  | { readonly op: 'open'; readonly batch: number; readonly loan: Loan; readonly blobs: readonly SpanBlob[]; readonly fd: number; readonly targets: readonly (readonly number[])[] };
 
 /** A stored blob inside a span buffer; `at` is its offset in the buffer. */
 export interface SpanBlob {
@@ -129,15 +125,12 @@ function openSpan(msg: Extract<WorkerRequest, { op: 'open' }>): void {
       errors[i] = err instanceof Error ? err.message : String(err);
     }
   });
-  const written = writeRuns(msg.fd, msg.directFd, writes);
+  const written = writeRuns(msg.fd, writes);
   send({ op: 'opened', batch: msg.batch, written, errors });
 }
 
-/** Block size for O_DIRECT writes: runs aligned to it at both ends go through directFd. */
-const DIRECT_ALIGN = 4096;
-
 /** Writes plaintexts at their offsets: one pwritev per run of back-to-back targets, adjacent buffers merged. */
-function writeRuns(fd: number, directFd: number, writes: { offset: number; plain: Buffer }[]): number {
+function writeRuns(fd: number, writes: { offset: number; plain: Buffer }[]): number {
   writes.sort((a, b) => a.offset - b.offset);
   let total = 0;
   for (let i = 0; i < writes.length; ) {
@@ -152,22 +145,10 @@ function writeRuns(fd: number, directFd: number, writes: { offset: number; plain
       else iov.push(plain);
       end += plain.length;
     }
-    const aligned = position % DIRECT_ALIGN === 0 && (end - position) % DIRECT_ALIGN === 0;
-    if (!(directFd >= 0 && aligned && writeDirect(directFd, iov, position))) writeAll(fd, iov, position);
+    writeAll(fd, iov, position);
     total += end - position;
   }
   return total;
-}
-
-/** O_DIRECT write of an aligned run; false where the target refuses it (EINVAL): the buffered path writes it then. */
-function writeDirect(fd: number, iov: Buffer[], position: number): boolean {
-  try {
-    loadNative().pwriteDirect(fd, iov, position);
-    return true;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EINVAL') return false;
-    throw err;
-  }
 }
 
 function writeAll(fd: number, iov: Buffer[], position: number): void {

@@ -2,13 +2,11 @@
 // truncated to size first); data slots are fetched in coalesced range reads, several at once,
 // each blob checked (crc, gcm tag, hash) in the chunk worker pool, which also writes the
 // plaintexts (one pwritev per run of consecutive slots). The main thread plans and reads.
-// Block-aligned runs are written with O_DIRECT where the target allows it: restoring a large disk
-// must not fill the host's page cache, and on a VM fresh page-cache pages cost several times the
-// copy into them. Direct writes wait for the disk, so there are then two workers per core.
-// Otherwise the image is written back as it goes (every 64 MiB by default, in the background)
-// and what is on disk leaves the page cache, so later writes reuse the freed pages.
+// The image is written back as it goes (every 64 MiB by default, in the background) and what is on
+// disk leaves the page cache: restoring a large disk must not fill the host's cache, and later
+// writes reuse the freed pages instead of faulting in new ones (on a VM, fresh page-cache pages
+// cost several times the copy into them).
 
-import { constants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { uncache } from '../core/native.js';
@@ -35,10 +33,8 @@ export interface RestoreOptions {
   readonly workers?: number;
   /** fsync the image at the end (default true). Without it the restore still writes back as it goes. */
   readonly sync?: boolean;
-  /** Bytes restored between background write-backs (and evictions) of the image (default 64 MiB), when not writing directly. */
+  /** Bytes restored between background write-backs (and evictions) of the image (default 64 MiB). */
   readonly writeBackEvery?: number;
-  /** Write aligned runs with O_DIRECT where the target allows it (default true). */
-  readonly direct?: boolean;
   readonly signal?: AbortSignal;
   readonly onProgress?: (progress: RestoreProgress) => void;
 }
@@ -59,8 +55,7 @@ export async function runRestore(repo: Repository, manifest: Manifest, target: s
   const { signal } = options;
   const pageIds = await repo.pageIds(manifest, { signal });
   const file = await open(target, 'w');
-  const direct = (options.direct ?? true) ? await open(target, constants.O_WRONLY | constants.O_DIRECT).catch(() => undefined) : undefined;
-  const pool = new ChunkPool(repo.masterKey, repo.config.compression.level, options.workers ?? availableParallelism() * (direct ? 2 : 1));
+  const pool = new ChunkPool(repo.masterKey, repo.config.compression.level, options.workers ?? availableParallelism());
   let bytesDone = 0;
   const sync = options.sync ?? true;
   // One write-back at a time, started once writeBackEvery more bytes were restored since the last.
@@ -68,7 +63,7 @@ export async function runRestore(repo: Repository, manifest: Manifest, target: s
   let writeBack: Promise<void> | undefined;
   let writtenBackAt = 0;
   const recycle = (): void => {
-    if (direct || writeBack || bytesDone - writtenBackAt < writeBackEvery) return;
+    if (writeBack || bytesDone - writtenBackAt < writeBackEvery) return;
     writtenBackAt = bytesDone;
     writeBack = file.datasync().then(
       () => {
@@ -108,7 +103,7 @@ export async function runRestore(repo: Repository, manifest: Manifest, target: s
       }));
       const whole = data.length === span.length;
       if (!whole && spanBuf) pool.release(spanBuf); // openToFile releases it otherwise
-      const done = whole ? await pool.openToFile(data, blobs, file.fd, targets, direct?.fd) : { written: 0, errors: blobs.map(() => new RepoError('ECORRUPT', 'short read')) };
+      const done = whole ? await pool.openToFile(data, blobs, file.fd, targets) : { written: 0, errors: blobs.map(() => new RepoError('ECORRUPT', 'short read')) };
       bytesDone += done.written;
       for (let i = 0; i < span.blobs.length; i++) {
         if (!done.errors[i]) continue;
@@ -130,7 +125,6 @@ export async function runRestore(repo: Repository, manifest: Manifest, target: s
   } finally {
     await writeBack;
     await pool.close();
-    await direct?.close();
     await file.close();
   }
 }

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
 #include <stdint.h>
@@ -290,13 +291,13 @@ static napi_value pwrite_nowait(napi_env env, napi_callback_info info) {
 /*
  * writeDirect(fd, buffer, length): on the thread pool, writes buffer[0, length) as the whole
  * content of a file opened with O_DIRECT (from offset 0), then trims it to `length`. The bytes
- * go through an aligned bounce buffer one MiB at a time, so the caller's buffer needs no
- * alignment; the last piece is zero-padded to the block size and the padding cut off with
- * ftruncate. O_DIRECT keeps large writes out of the page cache: where fresh page-cache pages
+ * go through an aligned bounce buffer 4 MiB at a time (1 MiB writes ran ~10 % slower here), so
+ * the caller's buffer needs no alignment; the last piece is zero-padded to the block size and
+ * the padding cut off with ftruncate. O_DIRECT keeps large writes out of the page cache: where fresh page-cache pages
  * are expensive (a VM whose free memory goes back to the host), a buffered write of 32 MiB costs
  * several times the disk's own time. Durability still needs fsync (device caches).
  */
-#define DIRECT_PIECE (1 << 20)
+#define DIRECT_PIECE (4 << 20)
 #define DIRECT_ALIGN 4096
 
 typedef struct {
@@ -310,20 +311,39 @@ typedef struct {
   const char *syscall;
 } direct_write;
 
-/* One bounce buffer per pool thread, kept for the thread's life (warm pages, no allocation per call). */
-static __thread uint8_t *bounce;
+/*
+ * Bounce buffers, shared by the pool threads: taken for one call and given back, so there are
+ * only as many as calls ever ran at once (a few MiB each, kept warm), not one per pool thread.
+ */
+#define MAX_SPARE_BOUNCES 8
+static pthread_mutex_t bounce_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint8_t *spare_bounces[MAX_SPARE_BOUNCES];
+static int spare_count;
 
-static void direct_write_execute(napi_env env, void *arg) {
-  direct_write *w = arg;
-  if (bounce == NULL) {
+static uint8_t *take_bounce(void) {
+  uint8_t *b = NULL;
+  pthread_mutex_lock(&bounce_lock);
+  if (spare_count > 0) b = spare_bounces[--spare_count];
+  pthread_mutex_unlock(&bounce_lock);
+  if (b == NULL) {
     void *p = NULL;
-    if (posix_memalign(&p, DIRECT_ALIGN, DIRECT_PIECE) != 0) {
-      w->err = ENOMEM;
-      w->syscall = "posix_memalign";
-      return;
-    }
-    bounce = p;
+    if (posix_memalign(&p, DIRECT_ALIGN, DIRECT_PIECE) == 0) b = p;
   }
+  return b;
+}
+
+static void give_bounce(uint8_t *b) {
+  pthread_mutex_lock(&bounce_lock);
+  if (spare_count < MAX_SPARE_BOUNCES) {
+    spare_bounces[spare_count++] = b;
+    b = NULL;
+  }
+  pthread_mutex_unlock(&bounce_lock);
+  free(b);
+}
+
+/* Writes the whole of w's data through `bounce`; sets w->err and w->syscall on failure. */
+static void write_through(direct_write *w, uint8_t *bounce) {
   for (size_t done = 0; done < w->length;) {
     size_t n = w->length - done < DIRECT_PIECE ? w->length - done : DIRECT_PIECE;
     size_t padded = (n + DIRECT_ALIGN - 1) & ~(size_t)(DIRECT_ALIGN - 1);
@@ -345,6 +365,18 @@ static void direct_write_execute(napi_env env, void *arg) {
     w->err = errno;
     w->syscall = "ftruncate";
   }
+}
+
+static void direct_write_execute(napi_env env, void *arg) {
+  direct_write *w = arg;
+  uint8_t *bounce = take_bounce();
+  if (bounce == NULL) {
+    w->err = ENOMEM;
+    w->syscall = "posix_memalign";
+    return;
+  }
+  write_through(w, bounce);
+  give_bounce(bounce);
 }
 
 static void direct_write_complete(napi_env env, napi_status status, void *arg) {

@@ -116,7 +116,7 @@ export class ChunkPool {
     return worker;
   }
 
-  /** A buffer for a batch of `length` bytes, to pass to hash(): a free slab, or a new one. */
+  /** A buffer of `length` bytes (a batch for hash(), a span for openToFile()): a free slab, or a new one. */
   buffer(length: number): Buffer {
     const at = this.#freeSlabs.findIndex((n) => this.#slabs[n]!.byteLength >= length);
     let slab: number;
@@ -148,7 +148,7 @@ export class ChunkPool {
     return { slab, sab, offset, length: data.length };
   }
 
-  /** Gives back a buffer from buffer() or spanBuffer() that was never passed on. */
+  /** Gives back a buffer from buffer() that was never passed on. */
   release(buf: Buffer): void {
     const slab = buf.buffer instanceof SharedArrayBuffer ? this.#slabOf.get(buf.buffer) : undefined;
     if (slab !== undefined) this.#release(slab);
@@ -194,14 +194,9 @@ export class ChunkPool {
     if (this.#failure === undefined) this.#workers[worker]?.postMessage({ op: 'recycle', batch: -1, slot } satisfies WorkerRequest);
   }
 
-  /** A buffer of at least `length` bytes to read a span into, to pass to openToFile(). */
-  spanBuffer(length: number): Buffer {
-    return this.buffer(length);
-  }
-
   /**
    * Opens (checks, decrypts, decompresses) the blobs of a span of stored bytes and writes blob
-   * i's plaintext to `fd` at every offset in `targets[i]`. `data` (best from spanBuffer(); the
+   * i's plaintext to `fd` at every offset in `targets[i]`. `data` (best from buffer(); the
    * pool reuses it once this resolves) starts at blob offset 0.
    */
   async openToFile(data: Buffer, blobs: readonly SpanBlob[], fd: number, targets: readonly (readonly number[])[]): Promise<WrittenSpan> {

@@ -84,7 +84,7 @@ export async function runRestore(repo: Repository, manifest: Manifest, target: s
     const fetchSpan = async (span: Span): Promise<void> => {
       let data: Buffer;
       // Every buffer of maxSpan bytes, so any free one fits any span: no fresh multi-MiB buffers to fault in.
-      const spanBuf = readInto ? pool.spanBuffer(Math.max(maxSpan, span.length)) : undefined;
+      const spanBuf = readInto ? pool.buffer(Math.max(maxSpan, span.length)) : undefined;
       try {
         if (readInto) {
           data = spanBuf!.subarray(0, span.length);

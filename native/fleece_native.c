@@ -293,9 +293,10 @@ static napi_value pwrite_nowait(napi_env env, napi_callback_info info) {
  * content of a file opened with O_DIRECT (from offset 0), then trims it to `length`. The bytes
  * go through an aligned bounce buffer 4 MiB at a time (1 MiB writes ran ~10 % slower here), so
  * the caller's buffer needs no alignment; the last piece is zero-padded to the block size and
- * the padding cut off with ftruncate. O_DIRECT keeps large writes out of the page cache: where fresh page-cache pages
- * are expensive (a VM whose free memory goes back to the host), a buffered write of 32 MiB costs
- * several times the disk's own time. Durability still needs fsync (device caches).
+ * the padding cut off with ftruncate. O_DIRECT keeps large writes out of the page cache: where
+ * fresh page-cache pages are expensive (a VM whose free memory goes back to the host), a
+ * buffered write of 32 MiB costs several times the disk's own time. Durability still needs
+ * fsync (device caches).
  */
 #define DIRECT_PIECE (4 << 20)
 #define DIRECT_ALIGN 4096

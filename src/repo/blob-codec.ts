@@ -99,7 +99,7 @@ export class BlobCodec {
       body = packed;
       flags |= FLAG_ZSTD;
     }
-    if (packed && plain.byteLength >= PROBE_MIN) this.#lastCompressed = packed.length < plain.byteLength * 0.97;
+    if (packed) this.#noteCompressed(plain.byteLength, packed.length);
     if (this.#key) {
       const nonce = randomBytes(12);
       const cipher = createCipheriv('aes-256-gcm', this.#key.dataKey, nonce);
@@ -121,7 +121,7 @@ export class BlobCodec {
     if (this.#worthCompressing(plain)) {
       length = this.#cctx.compress2(target, plain);
       if (length < plain.byteLength) flags |= FLAG_ZSTD;
-      if (plain.byteLength >= PROBE_MIN) this.#lastCompressed = length < plain.byteLength * 0.97;
+      this.#noteCompressed(plain.byteLength, length);
     }
     if (!(flags & FLAG_ZSTD)) {
       target.set(plain);
@@ -144,6 +144,11 @@ export class BlobCodec {
   #scratchOf(length: number): Buffer {
     if (this.#scratch.length < length) this.#scratch = Buffer.allocUnsafe(length);
     return this.#scratch;
+  }
+
+  /** Remembers whether a large blob compressed (by 3 % or more), for the next probe decision. */
+  #noteCompressed(rawLength: number, packedLength: number): void {
+    if (rawLength >= PROBE_MIN) this.#lastCompressed = packedLength < rawLength * 0.97;
   }
 
   /**

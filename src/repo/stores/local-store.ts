@@ -83,10 +83,9 @@ export class LocalStore implements Store, ReadsInto {
    * this filesystem or build cannot, which turns direct writes off for this store.
    */
   async #writeDirect(temp: string, data: Uint8Array): Promise<boolean> {
-    let handle: FileHandle;
     try {
       const native = loadNative();
-      handle = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_DIRECT, 0o644);
+      const handle = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_DIRECT, 0o644);
       try {
         await native.writeDirect(handle.fd, data, data.byteLength);
         await handle.sync();

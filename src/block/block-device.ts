@@ -60,6 +60,12 @@ export interface BlockDevice {
   readonly capabilities: BlockCapabilities;
   /** Fills `target` with the bytes at [offset, offset + target.length). */
   read(offset: number, target: Uint8Array, options?: IoOptions): Promise<void>;
+  /**
+   * Optional fast form of `read` for servers: returns undefined when the bytes were read at once
+   * (from the page cache, without a promise or a thread hop), else the pending read. Throws
+   * synchronously for bad arguments where `read` would reject.
+   */
+  readNow?(offset: number, target: Uint8Array, options?: IoOptions): Promise<void> | undefined;
   /** Writes `data` at offset; durable on return when `fua` is set. */
   write(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void>;
   /** Makes [offset, offset+length) read as zeroes. */

@@ -100,6 +100,14 @@ test('RawFileDevice: page-cache reads, cold reads and forced pool reads return t
     try {
       const check = async (label: string): Promise<void> => {
         for (const [offset, length] of [[0, 4096], [12_345, 100_000], [device.size - 5000, 5000], [0, device.size]] as const) {
+          // readNow first (read would warm the cache): served at once only when cached.
+          const viaNow = Buffer.alloc(length);
+          const pending = device.readNow(offset, viaNow);
+          // (Reads over 1 MiB always take the pool: their copy would hold the event loop too long.)
+          if (label === 'warm' && length <= 2 ** 20) assert.equal(pending, undefined, `${label}: cached data is read at once`);
+          if (label === 'pool') assert.ok(pending instanceof Promise, `${label}: the pool path is pending`);
+          await pending;
+          assert.ok(viaNow.equals(data.subarray(offset, offset + length)), `${label} readNow: ${offset}+${length}`);
           const target = Buffer.alloc(length);
           await device.read(offset, target);
           assert.ok(target.equals(data.subarray(offset, offset + length)), `${label}: ${offset}+${length}`);
@@ -114,6 +122,7 @@ test('RawFileDevice: page-cache reads, cold reads and forced pool reads return t
       native.dropCache(probe, 0, 0);
       await check('pool');
       device.io.noWait = true;
+      assert.throws(() => device.readNow(device.size - 10, Buffer.alloc(20)), (err: { code?: string }) => err.code === 'ERANGE' || err.code === 'EINVAL');
       await device.cache(0, device.size);
     } finally {
       closeSync(probe);

@@ -118,6 +118,27 @@ export class RawFileDevice implements BlockDevice {
     }
   }
 
+  readNow(offset: number, target: Uint8Array, options?: IoOptions): Promise<void> | undefined {
+    this.#check('read', offset, target.length, false, options);
+    if (target.length === 0) return undefined;
+    let pending: Promise<void> | undefined;
+    try {
+      pending = this.io.read(offset, target);
+    } catch (err) {
+      throw toBlockError(err, 'read', offset, false);
+    }
+    if (pending === undefined) return undefined;
+    // Only a read that waits counts as in flight (close waits for it); one served at once is over.
+    this.#inflight++;
+    return pending.then(
+      () => this.#done(),
+      (err: unknown) => {
+        this.#done();
+        throw toBlockError(err, 'read', offset, false);
+      },
+    );
+  }
+
   async write(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
     this.#check('write', offset, data.length, true, options);
     this.#inflight++;

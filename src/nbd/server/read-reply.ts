@@ -1,8 +1,9 @@
 // Builds the reply to NBD_CMD_READ in one buffer: simple (header + data), one OFFSET_DATA chunk
 // (DF, or a fully allocated range), or OFFSET_HOLE/OFFSET_DATA chunks following the device's
-// allocation. The device reads straight into the payload parts of that buffer. Large replies
-// reuse buffers: a fresh 1 MiB buffer costs 256 page faults when the kernel first copies into it,
-// which was about half of a 1 MiB page-cache read.
+// allocation. The device reads straight into the payload parts of that buffer. Replies of 4 KiB
+// and more reuse buffers: a fresh 1 MiB buffer costs 256 page faults when the kernel first copies
+// into it (about half of a 1 MiB page-cache read), and allocating a fresh 4 KiB one (malloc, an
+// ArrayBuffer, V8's external-memory bookkeeping) was a fifth of a cached 4 KiB read.
 
 import type { BlockDevice, Extent, IoOptions } from '../../block/block-device.js';
 import { REPLY_FLAG_DONE, SIMPLE_REPLY_HEADER_SIZE } from '../protocol/constants.js';
@@ -65,8 +66,36 @@ export async function structuredRead(
   return buf;
 }
 
-/** Replies this large or larger come from (and go back to) the pool. */
-const POOL_MIN = 64 * 1024;
+/** A read reply under construction: complete once `pending` settles, or now when it is undefined. */
+export interface ReadNow {
+  readonly reply: Buffer;
+  readonly pending: Promise<void> | undefined;
+}
+
+/**
+ * The reply to a read whose device can serve it at once (`readNow`: cached data, no promise),
+ * or undefined when the read needs the general path (`simpleRead`/`structuredRead`): a device
+ * without `readNow`, or a structured read long enough to be sent as holes and data. Throws what
+ * the device throws for bad arguments.
+ */
+export function readReplyNow(device: BlockDevice, cookie: bigint, offset: number, length: number, structured: boolean, fragment: boolean, io: IoOptions): ReadNow | undefined {
+  if (!device.readNow || length === 0) return undefined;
+  if (structured && fragment && length >= SPARSE_READ_MIN && device.capabilities.canBlockStatus) return undefined;
+  let reply: Buffer;
+  let payload: number;
+  if (structured) {
+    reply = takeReplyBuffer(OFFSET_DATA_OVERHEAD + length);
+    writeOffsetDataHeader(reply, 0, REPLY_FLAG_DONE, cookie, offset, length);
+    payload = OFFSET_DATA_OVERHEAD;
+  } else {
+    reply = simpleReply(cookie, 0, length);
+    payload = SIMPLE_REPLY_HEADER_SIZE;
+  }
+  return { reply, pending: device.readNow(offset, reply.subarray(payload), io) };
+}
+
+/** Replies this large or larger come from (and go back to) the pool; smaller ones use Node's slab. */
+const POOL_MIN = 4096;
 /** Pooled buffers kept per size class (powers of two). */
 const POOL_PER_CLASS = 32;
 const pool = new Map<number, ArrayBuffer[]>();

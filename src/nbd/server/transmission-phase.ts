@@ -30,7 +30,7 @@ import { nbdErrnoFor } from '../protocol/errno.js';
 import { blockStatusChunk, errorChunk, noneChunk, simpleReply } from '../protocol/replies.js';
 import { RequestParser, type NbdRequest } from '../protocol/request-parser.js';
 import { clampExtents } from './block-status.js';
-import { releaseReplyBuffer, simpleRead, structuredRead } from './read-reply.js';
+import { readReplyNow, releaseReplyBuffer, simpleRead, structuredRead, type ReadNow } from './read-reply.js';
 import type { ConnectionIo, TransmissionSession } from './session.js';
 
 export interface TransmissionLimits {
@@ -105,7 +105,7 @@ export class TransmissionPhase {
       if (request.disconnect) this.#stopped = true;
       this.#inFlight++;
       this.#inFlightBytes += costOf(request);
-      void this.#run(request);
+      if (!this.#readNow(request)) void this.#run(request);
     }
     return this.#stopped ? 'disconnect' : 'continue';
   }
@@ -125,22 +125,66 @@ export class TransmissionPhase {
   async #run(request: NbdRequest): Promise<void> {
     try {
       const reply = await this.#execute(request);
-      // Large read replies come from a pool: back to it once the socket has written them.
-      if (request.type === CMD_READ) this.#io.send(reply, () => releaseReplyBuffer(reply));
+      if (request.type === CMD_READ) this.#sendRead(reply);
       else this.#io.send(reply);
     } catch (err) {
-      const refusal = err instanceof Refusal ? err : new Refusal(nbdErrnoFor(err), describe(err));
-      this.#io.send(this.#errorReply(request, refusal));
+      this.#sendError(request, err);
     } finally {
-      this.#inFlight--;
-      this.#inFlightBytes -= costOf(request);
-      if (this.#inFlight === 0 && this.#onIdle) {
-        const fn = this.#onIdle;
-        this.#onIdle = undefined;
-        fn();
-      }
-      this.onSettled?.();
+      this.#settle(request, false);
     }
+  }
+
+  /**
+   * Serves a well-formed read through the device's `readNow`, without the promise chain of #run
+   * (on cached 4 KiB reads that chain cost about a fifth of the server's time per request).
+   * False leaves the request to #run: another command, a request #execute must refuse, or a
+   * read that needs hole/data chunks.
+   */
+  #readNow(r: NbdRequest): boolean {
+    const exp = this.#session.export;
+    if (r.type !== CMD_READ || r.rejected || (r.flags & ~this.#allowed[CMD_READ]!) !== 0 || r.length > exp.maxPayload) return false;
+    const min = exp.minBlockSize;
+    if (r.offset + r.length > exp.device.size || (min > 1 && (r.offset % min !== 0 || r.length % min !== 0))) return false;
+    let built: ReadNow | undefined;
+    try {
+      built = readReplyNow(exp.device, r.cookie, r.offset, r.length, this.#session.structured, (r.flags & CMD_FLAG_DF) === 0, this.#ioOptions);
+    } catch {
+      return false; // #run asks again and turns the error into the reply
+    }
+    if (!built) return false;
+    const { reply, pending } = built;
+    if (pending === undefined) {
+      this.#sendRead(reply);
+      // Settled inside #pump's loop, which goes on with the next request itself.
+      this.#settle(r, true);
+      return true;
+    }
+    pending.then(
+      () => this.#sendRead(reply),
+      (err: unknown) => this.#sendError(r, err),
+    ).finally(() => this.#settle(r, false));
+    return true;
+  }
+
+  // Large read replies come from a pool: back to it once the socket has written them.
+  #sendRead(reply: Buffer): void {
+    this.#io.send(reply, () => releaseReplyBuffer(reply));
+  }
+
+  #sendError(r: NbdRequest, err: unknown): void {
+    const refusal = err instanceof Refusal ? err : new Refusal(nbdErrnoFor(err), describe(err));
+    this.#io.send(this.#errorReply(r, refusal));
+  }
+
+  #settle(r: NbdRequest, inPump: boolean): void {
+    this.#inFlight--;
+    this.#inFlightBytes -= costOf(r);
+    if (this.#inFlight === 0 && this.#onIdle) {
+      const fn = this.#onIdle;
+      this.#onIdle = undefined;
+      fn();
+    }
+    if (!inPump) this.onSettled?.();
   }
 
   async #execute(r: NbdRequest): Promise<Buffer> {

@@ -289,6 +289,22 @@ static napi_value pwrite_nowait(napi_env env, napi_callback_info info) {
 }
 
 /*
+ * pageOffset(view): the address of the view's first byte modulo the page size. V8 takes large
+ * ArrayBuffers from malloc, which starts them 16 bytes into a page; the kernel's copies into a
+ * destination 1-31 bytes into a page (read, pread from the page cache) ran ~5x slower on this
+ * AMD EPYC than into one at a page boundary, so callers align big I/O buffers with this.
+ */
+static napi_value page_offset(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  uint8_t *data;
+  size_t size;
+  if (!get_args(env, info, 1, argv, "pageOffset") || !get_bytes(env, argv[0], "pageOffset", &data, &size)) return NULL;
+  long page = sysconf(_SC_PAGESIZE);
+  if (page <= 0) page = 4096;
+  return make_number(env, (double)((uintptr_t)data % (uintptr_t)page));
+}
+
+/*
  * writeDirect(fd, buffer, length): on the thread pool, writes buffer[0, length) as the whole
  * content of a file opened with O_DIRECT (from offset 0), then trims it to `length`. The bytes
  * go through an aligned bounce buffer 4 MiB at a time (1 MiB writes ran ~10 % slower here), so
@@ -439,6 +455,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"preadNoWait", NULL, pread_nowait, NULL, NULL, NULL, napi_enumerable, NULL},
       {"pwriteNoWait", NULL, pwrite_nowait, NULL, NULL, NULL, napi_enumerable, NULL},
       {"writeDirect", NULL, write_direct, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"pageOffset", NULL, page_offset, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   CHECK(napi_define_properties(env, exports, sizeof properties / sizeof properties[0], properties));
   return exports;

@@ -33,6 +33,8 @@ export interface NativeFile {
    * errno's name as `code`: EINVAL where the filesystem refuses direct I/O.
    */
   writeDirect(fd: number, buffer: NodeJS.ArrayBufferView, length: number): Promise<void>;
+  /** The address of the view's first byte modulo the page size (see page-aligned.ts). */
+  pageOffset(view: NodeJS.ArrayBufferView): number;
 }
 
 // dist/src/core/native.js sits three levels below the repo root, src/core/native.ts two.

@@ -13,6 +13,7 @@
 
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
+import { pageAlignedBuffer } from '../core/page-aligned.js';
 import { ID_LENGTH } from './blob-codec.js';
 import { RepoError } from './errors.js';
 import type { MasterKey } from './keys.js';
@@ -53,6 +54,8 @@ export class ChunkPool {
   // holds, and per worker its pack slots' buffers.
   readonly #slabs: SharedArrayBuffer[] = [];
   readonly #slabOf = new Map<SharedArrayBuffer, number>();
+  // Where each slab's page-aligned bytes begin.
+  readonly #slabStart: number[] = [];
   readonly #freeSlabs: number[] = [];
   readonly #lent: Set<number>[] = [];
   readonly #packSlots: Map<number, SharedArrayBuffer>[] = [];
@@ -118,15 +121,18 @@ export class ChunkPool {
 
   /** A buffer of `length` bytes (a batch for hash(), a span for openToFile()): a free slab, or a new one. */
   buffer(length: number): Buffer {
-    const at = this.#freeSlabs.findIndex((n) => this.#slabs[n]!.byteLength >= length);
+    const at = this.#freeSlabs.findIndex((n) => this.#slabs[n]!.byteLength - this.#slabStart[n]! >= length);
     let slab: number;
     if (at >= 0) slab = this.#freeSlabs.splice(at, 1)[0]!;
     else {
-      const sab = new SharedArrayBuffer(length);
+      // Page-aligned: reads into the slab are copies the kernel makes (see page-aligned.ts).
+      const view = pageAlignedBuffer(length, true);
+      const sab = view.buffer as SharedArrayBuffer;
       slab = this.#slabs.push(sab) - 1;
+      this.#slabStart[slab] = view.byteOffset;
       this.#slabOf.set(sab, slab);
     }
-    return Buffer.from(this.#slabs[slab]!, 0, length);
+    return Buffer.from(this.#slabs[slab]!, this.#slabStart[slab], length);
   }
 
   /**
@@ -140,7 +146,7 @@ export class ChunkPool {
       const copy = this.buffer(data.length);
       data.copy(copy);
       slab = this.#slabOf.get(copy.buffer as SharedArrayBuffer)!;
-      offset = 0;
+      offset = copy.byteOffset;
     }
     const lent = this.#lent[worker]!;
     const sab = lent.has(slab) ? undefined : this.#slabs[slab];

@@ -2,7 +2,8 @@
  * Tiny Linux file primitives that Node's fs lacks: SEEK_DATA/SEEK_HOLE, fallocate (punch hole,
  * zero range), preadv2/pwritev2 with RWF_NOWAIT (serve page-cache hits without a thread-pool
  * hop), posix_fadvise, all synchronous; and one asynchronous call, writeDirect, which writes a
- * whole file opened with O_DIRECT from any buffer. Every argument is validated; bad input
+ * whole file opened with O_DIRECT from any buffer; plus pageOffset and copyInto for buffers
+ * shared between threads. Every argument is validated; bad input
  * throws, never crashes.
  */
 #define _GNU_SOURCE
@@ -305,6 +306,26 @@ static napi_value page_offset(napi_env env, napi_callback_info info) {
 }
 
 /*
+ * copyInto(target, source): copies all of `source` to the start of `target`, which must be at
+ * least as long. Between SharedArrayBuffers, TypedArray.prototype.set (and Buffer.copy, built on
+ * it) copies word by word with relaxed atomics, about 2 GB/s here; memcpy runs several times that.
+ */
+static napi_value copy_into(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  uint8_t *target, *source;
+  size_t target_size, source_size;
+  if (!get_args(env, info, 2, argv, "copyInto") || !get_bytes(env, argv[0], "copyInto", &target, &target_size) ||
+      !get_bytes(env, argv[1], "copyInto", &source, &source_size))
+    return NULL;
+  if (source_size > target_size) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "copyInto: source is longer than target");
+    return NULL;
+  }
+  if (source_size > 0) memmove(target, source, source_size);
+  return NULL;
+}
+
+/*
  * writeDirect(fd, buffer, length): on the thread pool, writes buffer[0, length) as the whole
  * content of a file opened with O_DIRECT (from offset 0), then trims it to `length`. The bytes
  * go through an aligned bounce buffer 4 MiB at a time (1 MiB writes ran ~10 % slower here), so
@@ -456,6 +477,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"pwriteNoWait", NULL, pwrite_nowait, NULL, NULL, NULL, napi_enumerable, NULL},
       {"writeDirect", NULL, write_direct, NULL, NULL, NULL, napi_enumerable, NULL},
       {"pageOffset", NULL, page_offset, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"copyInto", NULL, copy_into, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   CHECK(napi_define_properties(env, exports, sizeof properties / sizeof properties[0], properties));
   return exports;

@@ -35,6 +35,8 @@ export interface NativeFile {
   writeDirect(fd: number, buffer: NodeJS.ArrayBufferView, length: number): Promise<void>;
   /** The address of the view's first byte modulo the page size (see page-aligned.ts). */
   pageOffset(view: NodeJS.ArrayBufferView): number;
+  /** Copies all of `source` to the start of `target` (memmove; throws if target is shorter). */
+  copyInto(target: NodeJS.ArrayBufferView, source: NodeJS.ArrayBufferView): void;
 }
 
 // dist/src/core/native.js sits three levels below the repo root, src/core/native.ts two.

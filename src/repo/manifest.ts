@@ -3,7 +3,7 @@
 // data key in an encrypted repository (disk names and tags are private too).
 
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
-import { crc32 } from 'node:zlib';
+import { crc32 } from './crc32.js';
 import { RepoError } from './errors.js';
 import type { MasterKey } from './keys.js';
 

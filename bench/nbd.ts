@@ -72,19 +72,22 @@ const fmt = (v: number, w: Workload) => (w.metric === 'iops' ? `${(v / 1000).toF
 
 // What `node --cpu-prof` of `fleece serve` showed under fio (see the body text below).
 const WHERE_THE_TIME_GOES =
-  'Where the time goes (`node --cpu-prof` on `fleece serve` under fio, 2-core VM shared with other work): ' +
-  'on warm 4 KiB random reads the event loop is idle about 60% of the time (waiting for the client); of the busy time ' +
-  '~34% is the RWF_NOWAIT `preadv2` copying from the page cache (a 4 KiB read syscall costs 6-9 µs in this VM), ' +
-  '~22% the `writev` of the corked replies (one per loop turn), ~7% request parsing, dispatch and promise plumbing, ' +
-  '~4% GC; module loading at startup is the rest. Random writes used to spend 42% of their busy time handing every write ' +
-  'to the libuv pool (ext4 refuses buffered RWF_NOWAIT writes with EAGAIN; 49 µs of server CPU per write): page-aligned ' +
-  'writes up to 256 KiB now go straight to the page cache on the event loop, timed, backing off to the pool while ' +
-  'writes are slow (dirty throttling), which took it to ~17-24 µs/write (qemu-nbd io_uring: 33-46) and 1.1-2.1× io_uring\'s IOPS in ' +
-  'back-to-back pairs, though full-benchmark write runs still swing widely on this shared machine. Cold reads spend ~31% ' +
-  'of their busy time handing misses to the pool and ~12% on NOWAIT probes that miss; while the hit rate is low only ' +
-  'one read in 8 probes, and `fleece serve` runs with 16 libuv threads (UV_THREADPOOL_SIZE) so up to 16 misses are ' +
-  'in flight, like qemu-nbd\'s thread pool. 1 MiB sequential reads spent two thirds of their busy time in the page-cache ' +
-  'copy, about half of it page faults on the freshly allocated reply buffer: large replies now reuse pooled buffers once ' +
+  'Where the time goes (`node --cpu-prof` and `perf record` on `fleece serve` under fio, 2-core VM shared with other work; ' +
+  'server CPU per request from /proc): on warm 4 KiB random reads the server uses ~0.9 of a core and fio most of the other, ' +
+  'so server CPU per request decides the IOPS. Almost half of it is the kernel: the RWF_NOWAIT `preadv2` copying from the ' +
+  'page cache, the corked `writev` of the replies (one per loop turn) and the socket reads. Two costs are gone: each ' +
+  'reply was a fresh 4 KiB ArrayBuffer (malloc, V8\'s external-memory bookkeeping and sweeping: about a fifth of the ' +
+  'request), now a pooled one, and a cached read went through four async functions and their promises, now none ' +
+  '(`readNow`: a read the page cache serves is answered before the next request is parsed). Together: ~15 -> ~10 µs of ' +
+  'server CPU per cached 4 KiB read (qemu-nbd io_uring: 12-19). Random writes used to spend 42% of their busy time ' +
+  'handing every write to the libuv pool (ext4 refuses buffered RWF_NOWAIT writes with EAGAIN; 49 µs of server CPU per ' +
+  'write): page-aligned writes up to 256 KiB go straight to the page cache on the event loop, timed, backing off to the ' +
+  'pool while writes are slow (dirty throttling): ~12-17 µs of server CPU per write (qemu-nbd io_uring: 31-36). Cold ' +
+  'reads hand misses to the pool; while the NOWAIT hit rate is low only one read in 8 probes, and `fleece serve` runs ' +
+  'with 16 libuv threads (UV_THREADPOOL_SIZE) so up to 16 misses are in flight, like qemu-nbd\'s thread pool. "Cold" ' +
+  'here means dropped from this VM\'s page cache, not the host\'s: the same run swings from ~15k to ~60k IOPS for every ' +
+  'server as the host caches the file. 1 MiB sequential reads spent two thirds of their busy time in the page-cache ' +
+  'copy, about half of it page faults on the freshly allocated reply buffer: large replies reuse pooled buffers once ' +
   'the socket has written them (server CPU per 1 MiB read ~1.7 ms -> ~0.6 ms; qemu-nbd io_uring ~1.2 ms).';
 
 export async function runNbdBench(): Promise<void> {

@@ -15,22 +15,27 @@ import { median, ratioCell, table, writeSection } from './lib/report.js';
 const MIB = 2 ** 20;
 
 /** Profile notes (\`node --cpu-prof\` on the CLI, workers included, 1 GiB version of the image). */
-const WHERE_THE_TIME_GOES = `Where the time goes (\`node --cpu-prof\` and per-thread CPU from /proc on \`fleece backup\` of this
-4 GiB image, worker threads included; wall clock on this shared machine swings 20-40% between runs,
-restic's with it): a full backup costs ~12.5 CPU-s (restic 0.14: ~32). The two chunk workers
-spend ~70% of their busy time in zstd level 1 on the text quarter (~175 MB/s per core on this
-text: the \`zstd -b1 -B64K\` CLI gets 190-220, so this is zstd's own speed, not the binding's),
-~12% in BLAKE3 chunk ids and ~7% in CRC32; the main thread is idle ~70% of the time (reads, one
-SQLite lookup per batch, one insert transaction per pack, uploads). The incompressible quarter
-is bound by the disk, not the CPUs: packs go out with O_DIRECT at ~850 MB/s (a buffered write
-into fresh page-cache pages ran at ~100 MB/s on this VM), while two workers hash and pack
-random data at ~2 GB/s; four pack uploads in flight keep the workers going through most of it.
-Three earlier costs are gone: every pack crossed from a worker as a freshly transferred buffer,
-which V8 counted as new external memory and answered with a full GC about twice per pack (1.2
-CPU-s on the main thread, ~1 more in GC helper threads); pack ids hashed every stored byte a
-second time (now the header and the trailer, which holds each blob's id and CRC32); and a
-compressibility probe ran before every chunk (now only after one that did not compress). Process
-start and module loading take ~0.3 s before the first read, the workers' start ~0.1 s more.
+const WHERE_THE_TIME_GOES = `Where the time goes (\`node --cpu-prof\`, \`perf record\` and per-thread CPU from /proc on
+\`fleece backup\` of this 4 GiB image, worker threads included; wall clock on this shared machine
+swings 20-40% between runs, restic's with it): a full backup costs ~9.5-11 CPU-s (restic 0.14:
+~32). The two chunk workers spend most of their busy time in zstd level 1 on the text quarter
+(~175 MB/s per core on this text: the \`zstd -b1 -B64K\` CLI gets 180-200, and its negative levels
+are no faster here, so this is zstd's own speed), then in BLAKE3 chunk ids (~1.2 GB/s per core).
+The incompressible quarter is bound by the pipeline and the disk, not the CPUs: packs go out with
+O_DIRECT (1 GB/s at best into new files here; a buffered write into fresh page-cache pages ran
+at ~100 MB/s on this VM) while the workers are idle a third of the time. Costs found and removed:
+reads of the image into buffers that V8 had placed 16 bytes into a page (malloc's chunk header),
+where the kernel's copy from the page cache runs ~5x slower on this AMD EPYC (2 GiB: 1.0 CPU-s,
+now 0.2 with page-aligned buffers); CRC32 through Node's zlib at ~2-3 GB/s (now ~9 with
+carry-less multiplication); raw chunks copied into packs word by word, as V8 copies between
+SharedArrayBuffers (~2 GB/s; now memcpy); every pack crossing from a worker as a freshly
+transferred buffer, which V8 answered with a full GC about twice per pack; pack ids hashing every
+stored byte a second time; a compressibility probe before every chunk. What remains besides zstd
+is first-touch memory: this VM hands freed memory back to its host, and memory it must fetch
+again costs 1-14 µs per KiB on first touch (one run of the same backup took 8.3 s with 5.8 s of
+system time, the next 5.2 s with 1.2 s), so the ~400 MiB a backup uses (six 32 MiB pack buffers,
+batch buffers, three V8 heaps) weighs more here than its size suggests. Process start and module
+loading take ~0.3 s before the first read, the workers' start ~0.1 s more.
 A restore costs 3.5-5.9 CPU-s per GiB, more than half of it kernel time (restic: 3.2-7.6, and
 it writes the holes as zeros): workers spend ~60% of their busy time in zstd decompression and
 ~25% in BLAKE3 verification, then write the plaintexts themselves with \`pwritev\` (no copy back

@@ -106,16 +106,7 @@ export class RawFileDevice implements BlockDevice {
   }
 
   async read(offset: number, target: Uint8Array, options?: IoOptions): Promise<void> {
-    this.#check('read', offset, target.length, false, options);
-    if (target.length === 0) return;
-    this.#inflight++;
-    try {
-      await this.io.read(offset, target);
-    } catch (err) {
-      throw toBlockError(err, 'read', offset, false);
-    } finally {
-      this.#done();
-    }
+    await this.readNow(offset, target, options);
   }
 
   readNow(offset: number, target: Uint8Array, options?: IoOptions): Promise<void> | undefined {

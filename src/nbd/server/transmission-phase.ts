@@ -166,7 +166,7 @@ export class TransmissionPhase {
     return true;
   }
 
-  // Large read replies come from a pool: back to it once the socket has written them.
+  // Read replies of 4 KiB and more come from a pool: back to it once the socket has written them.
   #sendRead(reply: Buffer): void {
     this.#io.send(reply, () => releaseReplyBuffer(reply));
   }

@@ -3,8 +3,8 @@
  * zero range), preadv2/pwritev2 with RWF_NOWAIT (serve page-cache hits without a thread-pool
  * hop), posix_fadvise, all synchronous; and one asynchronous call, writeDirect, which writes a
  * whole file opened with O_DIRECT from any buffer; plus pageOffset and copyInto for buffers
- * shared between threads. Every argument is validated; bad input
- * throws, never crashes.
+ * shared between threads. The writer thread is in file_writer.c, argument checks in
+ * native_common.c. Every argument is validated; bad input throws, never crashes.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -21,146 +21,9 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define NAPI_VERSION 8
-#include <node_api.h>
+#include "native_common.h"
 
-#define MAX_SAFE_INTEGER 9007199254740991.0
-
-/* Returns NULL from the calling N-API callback when a call failed (an exception is pending). */
-#define CHECK(call)                                                       \
-  do {                                                                    \
-    if ((call) != napi_ok) {                                              \
-      throw_napi_failure(env);                                            \
-      return NULL;                                                        \
-    }                                                                     \
-  } while (0)
-
-static void throw_napi_failure(napi_env env) {
-  bool pending = false;
-  napi_is_exception_pending(env, &pending);
-  if (!pending) napi_throw_error(env, "EINTERNAL", "fleece_native: n-api call failed");
-}
-
-static const char *errno_name(int err) {
-  const char *name = strerrorname_np(err);
-  return name != NULL ? name : "EUNKNOWN";
-}
-
-/* An Error whose `code` is the errno name, e.g. code 'EOPNOTSUPP'; NULL if even that failed. */
-static napi_value errno_error(napi_env env, const char *syscall, int err) {
-  char message[256];
-  snprintf(message, sizeof message, "%s: %s (%s)", syscall, strerror(err), errno_name(err));
-  napi_value code_value, message_value, error, errno_value, syscall_value;
-  if (napi_create_string_utf8(env, errno_name(err), NAPI_AUTO_LENGTH, &code_value) != napi_ok ||
-      napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &message_value) != napi_ok ||
-      napi_create_error(env, code_value, message_value, &error) != napi_ok)
-    return NULL;
-  if (napi_create_int32(env, -err, &errno_value) == napi_ok)
-    napi_set_named_property(env, error, "errno", errno_value);
-  if (napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &syscall_value) == napi_ok)
-    napi_set_named_property(env, error, "syscall", syscall_value);
-  return error;
-}
-
-/* Throws errno_error(...). */
-static napi_value throw_errno(napi_env env, const char *syscall, int err) {
-  napi_value error = errno_error(env, syscall, err);
-  if (error == NULL) throw_napi_failure(env);
-  else napi_throw(env, error);
-  return NULL;
-}
-
-static bool get_args(napi_env env, napi_callback_info info, size_t expected, napi_value *argv,
-                     const char *fn) {
-  size_t argc = expected;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) {
-    throw_napi_failure(env);
-    return false;
-  }
-  if (argc < expected) {
-    char message[128];
-    snprintf(message, sizeof message, "%s: expected %zu arguments, got %zu", fn, expected, argc);
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", message);
-    return false;
-  }
-  return true;
-}
-
-/* Reads a whole number in [0, max] (max <= 2^53 - 1); throws TypeError/RangeError naming `what`. */
-static bool get_integer(napi_env env, napi_value value, const char *fn, const char *what,
-                        double max, int64_t *out) {
-  char message[192];
-  napi_valuetype type;
-  if (napi_typeof(env, value, &type) != napi_ok) {
-    throw_napi_failure(env);
-    return false;
-  }
-  if (type != napi_number) {
-    snprintf(message, sizeof message, "%s: %s must be a number", fn, what);
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", message);
-    return false;
-  }
-  double number;
-  if (napi_get_value_double(env, value, &number) != napi_ok) {
-    throw_napi_failure(env);
-    return false;
-  }
-  if (!(number >= 0 && number <= max) || number != (double)(int64_t)number) {
-    snprintf(message, sizeof message, "%s: %s %.17g is not a whole number in [0, %.17g]", fn, what,
-             number, max);
-    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", message);
-    return false;
-  }
-  *out = (int64_t)number;
-  return true;
-}
-
-static bool get_fd(napi_env env, napi_value value, const char *fn, int *fd) {
-  int64_t number;
-  if (!get_integer(env, value, fn, "fd", (double)INT_MAX, &number)) return false;
-  *fd = (int)number;
-  return true;
-}
-
-/* Any TypedArray or DataView: base pointer and size in bytes. */
-static bool get_bytes(napi_env env, napi_value value, const char *fn, uint8_t **data,
-                      size_t *size) {
-  bool is_typed = false, is_view = false;
-  if (napi_is_typedarray(env, value, &is_typed) != napi_ok ||
-      napi_is_dataview(env, value, &is_view) != napi_ok) {
-    throw_napi_failure(env);
-    return false;
-  }
-  void *base = NULL;
-  if (is_typed) {
-    napi_typedarray_type type;
-    size_t length;
-    if (napi_get_typedarray_info(env, value, &type, &length, &base, NULL, NULL) != napi_ok) {
-      throw_napi_failure(env);
-      return false;
-    }
-    size_t element = 1;
-    switch (type) {
-      case napi_int16_array: case napi_uint16_array: element = 2; break;
-      case napi_int32_array: case napi_uint32_array: case napi_float32_array: element = 4; break;
-      case napi_float64_array: case napi_bigint64_array: case napi_biguint64_array: element = 8; break;
-      default: element = 1; break;
-    }
-    *size = length * element;
-  } else if (is_view) {
-    if (napi_get_dataview_info(env, value, size, &base, NULL, NULL) != napi_ok) {
-      throw_napi_failure(env);
-      return false;
-    }
-  } else {
-    char message[128];
-    snprintf(message, sizeof message, "%s: buffer must be a Buffer, TypedArray or DataView", fn);
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", message);
-    return false;
-  }
-  *data = base;
-  return true;
-}
+bool register_file_writer(napi_env env, napi_value exports);
 
 static napi_value make_number(napi_env env, double number) {
   napi_value result;
@@ -480,6 +343,10 @@ static napi_value init(napi_env env, napi_value exports) {
       {"copyInto", NULL, copy_into, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   CHECK(napi_define_properties(env, exports, sizeof properties / sizeof properties[0], properties));
+  if (!register_file_writer(env, exports)) {
+    throw_napi_failure(env);
+    return NULL;
+  }
   return exports;
 }
 

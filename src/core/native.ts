@@ -1,6 +1,6 @@
 // Typed access to the small N-API addon (native/fleece_native.c) for the Linux file calls Node's
-// fs lacks: SEEK_DATA/SEEK_HOLE, fallocate, preadv2/pwritev2(RWF_NOWAIT), posix_fadvise, and
-// whole-file O_DIRECT writes from unaligned buffers.
+// fs lacks: SEEK_DATA/SEEK_HOLE, fallocate, preadv2/pwritev2(RWF_NOWAIT), posix_fadvise,
+// whole-file O_DIRECT writes from unaligned buffers, and a writer thread for small writes.
 
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -37,7 +37,16 @@ export interface NativeFile {
   pageOffset(view: NodeJS.ArrayBufferView): number;
   /** Copies all of `source` to the start of `target` (memmove; throws if target is shorter). */
   copyInto(target: NodeJS.ArrayBufferView, source: NodeJS.ArrayBufferView): void;
+  /** Starts a writer thread (native/file_writer.c); `onDone` runs on the event loop per finished write. */
+  createWriter(onDone: (id: number, error: Error | null) => void): WriterHandle;
+  /** Queues a pwrite of all of `buffer` at `position`; the caller keeps `buffer` alive until onDone(id). */
+  writerSubmit(writer: WriterHandle, fd: number, buffer: NodeJS.ArrayBufferView, position: number, id: number): void;
+  /** No more writes; the thread ends once the queued ones are done. */
+  writerClose(writer: WriterHandle): void;
 }
+
+/** An opaque handle to a native writer thread. */
+export type WriterHandle = { readonly __writer: unique symbol };
 
 // dist/src/core/native.js sits three levels below the repo root, src/core/native.ts two.
 const CANDIDATES = ['../../../build/Release/fleece_native.node', '../../build/Release/fleece_native.node'];

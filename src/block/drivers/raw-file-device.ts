@@ -223,6 +223,7 @@ export class RawFileDevice implements BlockDevice {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       if (this.#inflight > 0) await new Promise<void>((resolve) => (this.#drained = resolve));
+      this.io.close();
       await closeFd(this.#fd);
     })();
     return this.#closing;

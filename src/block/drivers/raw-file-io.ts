@@ -1,9 +1,9 @@
-// Hot-path file I/O for the raw-file driver: try the page cache synchronously (RWF_NOWAIT reads,
-// plain pwrite for page-aligned writes), and only on a miss hop to libuv's pool with callback fs.
+// Hot-path file I/O for the raw-file driver: reads try the page cache synchronously (RWF_NOWAIT),
+// page-aligned writes go to a writer thread, and the rest hops to libuv's pool with callback fs.
 
-import { fdatasync, read, write, writeSync } from 'node:fs';
-import { performance } from 'node:perf_hooks';
+import { fdatasync, read, write } from 'node:fs';
 import type { NativeFile } from '../../core/native.js';
+import { FileWriter } from './file-writer.js';
 
 /** Largest request served synchronously on the event loop; bigger ones always use the pool. */
 const NOWAIT_MAX = 1024 * 1024;
@@ -18,39 +18,24 @@ const COLD_HIT_RATE = 0.25;
 const COLD_PROBE_MASK = 7;
 const HIT_RATE_WEIGHT = 1 / 16;
 
-// Synchronous page-cache writes. ext4 (and most filesystems) refuse buffered RWF_NOWAIT writes
-// with EAGAIN, so without this every write would pay a thread-pool round trip. A plain pwrite is
-// safe to run on the event loop when it cannot wait for the disk:
-//  - whole, page-aligned pages only: no read-modify-write of a partially written page that is not
-//    cached (that read is the one disk wait a small write can hit);
-//  - modest size (SYNC_WRITE_MAX), so the copy into the page cache takes microseconds;
-//  - dirty throttling (balance_dirty_pages sleeping 10-200 ms per pause when dirty memory passes
-//    its limits on a slow disk), a journal commit or a page under writeback can still make a write
-//    sleep: every synchronous write is timed, and once writes slower than SYNC_WRITE_SLOW_MS add up
-//    to more than SLOW_WRITE_BUDGET_MS within one SLOW_WRITE_WINDOW_MS, all writes go through the
-//    pool for a backoff period that doubles (up to BACKOFF_MAX_MS) while the disk stays slow. A
-//    budget rather than a single strike: on a busy machine a write is now and then preempted for
-//    10-20 ms, which is no disk wait and must not send every write back to the pool.
-//    4 KiB pages are assumed; with larger pages a 4 KiB-aligned write may read-modify-write, which
-//    the timing guard then catches.
+// Page-cache writes on the writer thread (file-writer.ts). ext4 (and most filesystems) refuse
+// buffered RWF_NOWAIT writes with EAGAIN, so without it every write would pay a thread-pool round
+// trip. Only whole, page-aligned pages go there: such a write never reads the disk first (no
+// read-modify-write of a partly written page that is not cached), so one thread serving them in
+// order is not held up by reads. A write can still wait for the disk (dirty throttling, a journal
+// commit, a page under writeback); while WRITER_QUEUE_MAX writes are queued on the thread, more go
+// to the pool, whose many threads then wait in parallel. 4 KiB pages are assumed; with larger
+// pages a 4 KiB-aligned write may read-modify-write, which costs only time.
 const PAGE = 4096;
-const SYNC_WRITE_MAX = 256 * 1024;
-const SYNC_WRITE_SLOW_MS = 8;
-const SLOW_WRITE_WINDOW_MS = 1000;
-const SLOW_WRITE_BUDGET_MS = 50;
-const BACKOFF_MIN_MS = 1000;
-const BACKOFF_MAX_MS = 32_000;
+const WRITER_MAX = 1024 * 1024;
+const WRITER_QUEUE_MAX = 64;
 
 export class RawFileIo {
   readonly #fd: number;
   readonly #native: NativeFile;
   /** Off: every read and write hops to the pool (tests and benchmarks exercise the fallback). */
   noWait = true;
-  // performance.now() before which writes use the pool (after slow synchronous writes).
-  #syncWritesPausedUntil = 0;
-  #backoffMs = BACKOFF_MIN_MS;
-  #slowWindowStart = -Infinity;
-  #slowMsInWindow = 0;
+  readonly #writer: FileWriter;
   // Writes to filesystems without buffered NOWAIT support (ext4) always miss: back off.
   #writeMisses = 0;
   #writeSkip = 0;
@@ -64,6 +49,7 @@ export class RawFileIo {
   constructor(fd: number, nativeFile: NativeFile) {
     this.#fd = fd;
     this.#native = nativeFile;
+    this.#writer = new FileWriter(nativeFile);
   }
 
   /** Fills target with the bytes at position; bytes past the end of the file read as zero. */
@@ -107,13 +93,7 @@ export class RawFileIo {
     } else if (this.#writeSkip > 0) {
       this.#writeSkip--;
     }
-    if (done === 0 && this.#canWriteNow(position, data.length)) {
-      const start = performance.now();
-      done = writeSync(this.#fd, data, 0, data.length, position);
-      const end = performance.now();
-      if (end - start > SYNC_WRITE_SLOW_MS) this.#slowWrite(end, end - start);
-      if (done === data.length) return undefined;
-    }
+    if (done === 0 && this.#forWriter(position, data.length)) return this.#writer.write(this.#fd, data, position);
     return new Promise((resolve, reject) => {
       const step = (): void => {
         write(this.#fd, data, done, data.length - done, position + done, (err, n) => {
@@ -126,23 +106,13 @@ export class RawFileIo {
     });
   }
 
-  #slowWrite(now: number, ms: number): void {
-    if (now - this.#slowWindowStart > SLOW_WRITE_WINDOW_MS) {
-      this.#slowWindowStart = now;
-      this.#slowMsInWindow = 0;
-    }
-    this.#slowMsInWindow += ms;
-    if (this.#slowMsInWindow <= SLOW_WRITE_BUDGET_MS) return;
-    // Slow again soon after the last backoff ended: the disk is still slow, back off longer.
-    const recent = now - this.#syncWritesPausedUntil < 4 * this.#backoffMs;
-    this.#backoffMs = recent ? Math.min(2 * this.#backoffMs, BACKOFF_MAX_MS) : BACKOFF_MIN_MS;
-    this.#syncWritesPausedUntil = now + this.#backoffMs;
-    this.#slowWindowStart = -Infinity;
+  #forWriter(position: number, length: number): boolean {
+    return this.noWait && length <= WRITER_MAX && position % PAGE === 0 && length % PAGE === 0 && length > 0 && this.#writer.queued < WRITER_QUEUE_MAX;
   }
 
-  #canWriteNow(position: number, length: number): boolean {
-    if (!this.noWait || length > SYNC_WRITE_MAX || position % PAGE !== 0 || length % PAGE !== 0 || length === 0) return false;
-    return this.#syncWritesPausedUntil === 0 || performance.now() >= this.#syncWritesPausedUntil;
+  /** Ends the writer thread (after the device's writes are done). */
+  close(): void {
+    this.#writer.close();
   }
 
   /** Makes every write completed before the call durable; concurrent callers share syncs. */

@@ -13,6 +13,7 @@
 
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
+import { SharedMutex } from '../core/shared-mutex.js';
 import { pageAlignedBuffer } from '../core/page-aligned.js';
 import { ID_LENGTH } from './blob-codec.js';
 import { RepoError } from './errors.js';
@@ -62,8 +63,9 @@ export class ChunkPool {
   #failure: unknown;
 
   constructor(key: MasterKey | null, level: number, size = availableParallelism(), options: ChunkPoolOptions = {}) {
+    const writeLock = SharedMutex.buffer();
     for (let i = 0; i < Math.max(1, size); i++) {
-      const worker = new Worker(new URL('./chunk-worker.js', import.meta.url), { workerData: { key, level, packSize: options.packSize ?? 0 } });
+      const worker = new Worker(new URL('./chunk-worker.js', import.meta.url), { workerData: { key, level, packSize: options.packSize ?? 0, writeLock } });
       const pending = new Map<number, Pending>();
       const packSlots = new Map<number, SharedArrayBuffer>();
       worker.on('message', (reply: WorkerReply) => {

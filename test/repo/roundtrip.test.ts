@@ -39,6 +39,35 @@ test('restore writing back and evicting every 256 KiB, with and without the fina
   }
 });
 
+test('restore leaves zero pages inside data chunks as holes: scattered 4 KiB writes restore identical and as sparse', async () => {
+  const dir = await scratchDir();
+  try {
+    const repo = await Repository.init(new LocalStore(join(dir.path, 'repo')), { chunkSize: 1024 * 1024, catalogPath: join(dir.path, 'catalog.sqlite') });
+    const image = join(dir.path, 'scattered.img');
+    const size = 16 * 1024 * 1024 + 5000; // a short last chunk whose last page is short too
+    const handle = await open(image, 'w');
+    await handle.truncate(size);
+    // One 4 KiB page of data in each 1 MiB chunk, plus a page at the very end that is partly data.
+    for (let chunk = 0; chunk < 16; chunk++) await handle.write(Buffer.alloc(4096, chunk + 1), 0, 4096, chunk * 1024 * 1024 + ((chunk * 37) % 256) * 4096);
+    await handle.write(Buffer.alloc(100, 0xee), 0, 100, size - 200);
+    await handle.close();
+    const source = await FileSource.open(image);
+    const manifest = await runBackup(repo, source, { disk: 'scattered' });
+    await source.close();
+    assert.equal(manifest.counts.zeroSlots, 0, 'every chunk holds data');
+    const out = join(dir.path, 'out.img');
+    let restored = 0;
+    await runRestore(repo, manifest, out, { onProgress: (p) => (restored = p.bytesDone) });
+    assert.equal(await sha256File(out), await sha256File(image), 'restored identical');
+    assert.equal(restored, size, 'progress counts the zero pages left as holes');
+    const st = await stat(out);
+    assert.ok(st.blocks * 512 <= 17 * 4096 + 64 * 1024, `restore allocates ${st.blocks * 512} bytes for 17 pages of data in 17 MiB of chunks`);
+    repo.close();
+  } finally {
+    await dir.cleanup();
+  }
+});
+
 for (const encrypt of [false, true]) {
   for (const chunkSize of [16 * 1024, 64 * 1024, 1024 * 1024]) {
     test(`round trip ${encrypt ? 'encrypted' : 'plain'} chunk ${chunkSize / 1024}K`, async () => {

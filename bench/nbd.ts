@@ -81,12 +81,15 @@ const WHERE_THE_TIME_GOES =
   '(`readNow`: a read the page cache serves is answered before the next request is parsed). Together: ~15 -> ~10 µs of ' +
   'server CPU per cached 4 KiB read (qemu-nbd io_uring: 12-19). Random writes used to spend 42% of their busy time ' +
   'handing every write to the libuv pool (ext4 refuses buffered RWF_NOWAIT writes with EAGAIN; 49 µs of server CPU per ' +
-  'write): page-aligned writes up to 256 KiB go straight to the page cache on the event loop, timed, backing off to the ' +
-  'pool while writes are slow (dirty throttling): ~12-17 µs of server CPU per write (qemu-nbd io_uring: 31-36) and ' +
-  '1.7-2.3× io_uring\'s IOPS on a file written by `head -c` in small pieces. On this benchmark\'s file, written in 1 MiB ' +
-  'pieces, a 4 KiB pwrite costs the kernel 9-11 µs instead of 2.5-2.9 (measured in C; the page cache holds such a file ' +
-  'in large folios, and each small write dirties one): fleece pays that on its one event-loop thread, io_uring in ' +
-  'kernel workers on the other core, and the ratio falls to 1.1-1.5×. Cold ' +
+  'write, most of it waking one of 16 sleeping threads per write). Writing on the event loop instead was cheap on a file ' +
+  'written in small pieces (a 4 KiB pwrite costs the kernel 2.5-2.9 µs) but not on this benchmark\'s file, written in ' +
+  '1 MiB pieces: the page cache holds it in large folios and ext4 walks every buffer head of the folio on each small ' +
+  'write (`ext4_block_write_begin`, 47% of the server\'s samples; 10-17 µs per write). Page-aligned writes now go to ' +
+  'one native writer thread per file (native/file_writer.c) that takes its queue in batches and sleeps only when it ' +
+  'is empty: the event loop pays a queue push and one completion call (~20 µs of its time per write, down from ~35), ' +
+  'the kernel\'s part runs on the other core, as io_uring\'s workers do for qemu-nbd (its total: 52-65 µs per write). ' +
+  'A/B on this file: 26-36k IOPS against 20-27k before. What remains on the event loop is mostly thread wake-ups ' +
+  '(fio\'s and the writer\'s) and the promise chain of a write. Cold ' +
   'reads hand misses to the pool; while the NOWAIT hit rate is low only one read in 8 probes, and `fleece serve` runs ' +
   'with 16 libuv threads (UV_THREADPOOL_SIZE) so up to 16 misses are in flight, like qemu-nbd\'s thread pool. "Cold" ' +
   'here means dropped from this VM\'s page cache, not the host\'s: the same run swings from ~15k to ~60k IOPS for every ' +

@@ -1,6 +1,7 @@
 // Typed access to the small N-API addon (native/fleece_native.c) for the Linux file calls Node's
 // fs lacks: SEEK_DATA/SEEK_HOLE, fallocate, preadv2/pwritev2(RWF_NOWAIT), posix_fadvise,
-// whole-file O_DIRECT writes from unaligned buffers, and a writer thread for small writes.
+// whole-file O_DIRECT writes from unaligned buffers, a writer thread for small writes, and
+// AES-256-GCM into caller buffers.
 
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -43,10 +44,18 @@ export interface NativeFile {
   writerSubmit(writer: WriterHandle, fd: number, buffer: NodeJS.ArrayBufferView, position: number, id: number): void;
   /** No more writes; the thread ends once the queued ones are done. */
   writerClose(writer: WriterHandle): void;
+  /** An AES-256-GCM key, expanded once (native/gcm.c). */
+  gcmCreate(key: NodeJS.ArrayBufferView): GcmHandle;
+  /** Writes nonce | ciphertext | tag to the start of `out`, returns its length; `plain` may be out[12, ...). */
+  gcmSeal(gcm: GcmHandle, id: NodeJS.ArrayBufferView, type: number, plain: NodeJS.ArrayBufferView, out: NodeJS.ArrayBufferView): number;
+  /** Decrypts nonce | ciphertext | tag into the start of `out`; false when the tag does not authenticate. */
+  gcmOpen(gcm: GcmHandle, id: NodeJS.ArrayBufferView, type: number, stored: NodeJS.ArrayBufferView, out: NodeJS.ArrayBufferView): boolean;
 }
 
 /** An opaque handle to a native writer thread. */
 export type WriterHandle = { readonly __writer: unique symbol };
+/** An opaque handle to an AES-256-GCM key in the addon. */
+export type GcmHandle = { readonly __gcm: unique symbol };
 
 // dist/src/core/native.js sits three levels below the repo root, src/core/native.ts two.
 const CANDIDATES = ['../../../build/Release/fleece_native.node', '../../build/Release/fleece_native.node'];

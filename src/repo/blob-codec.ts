@@ -2,12 +2,12 @@
 // id = BLAKE3 (keyed when encrypted) of the plaintext; zstd kept only if smaller; AES-256-GCM
 // with the id and type as associated data. Every read checks CRC32, the GCM tag and the hash.
 
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { blake3, Blake3Hasher } from '@napi-rs/blake-hash';
 import { Compressor, Decompressor } from 'zstd-napi';
 import zstd from 'zstd-napi/binding.js';
 import { loadNative } from '../core/native.js';
 import { crc32 } from './crc32.js';
+import { createBlobCipher, NONCE_LENGTH, SEAL_OVERHEAD, type BlobCipher } from './gcm.js';
 import { RepoError } from './errors.js';
 import type { MasterKey } from './keys.js';
 
@@ -36,9 +36,6 @@ export interface BlobRef {
   readonly crc: number;
 }
 
-/** Bytes a sealed blob adds around its body: nonce and GCM tag. */
-const SEAL_OVERHEAD = 28;
-
 /** Most stored bytes a blob of `length` plaintext bytes can take (zstd bound, nonce, tag). */
 export function storedBound(length: number): number {
   // ZSTD_COMPRESSBOUND from zstd.h, in JS: one native call per blob costs more than the sum.
@@ -59,7 +56,7 @@ const PROBE_PIECES = 4;
 const PROBE_PIECE = 512;
 
 export class BlobCodec {
-  readonly #key: MasterKey | null;
+  readonly #cipher: BlobCipher | undefined;
   // One zstd context each, reused: creating one per blob costs as much as compressing 64 KiB.
   readonly #compressor = new Compressor();
   readonly #decompressor = new Decompressor();
@@ -75,14 +72,14 @@ export class BlobCodec {
   readonly #keyedHasher: Blake3Hasher | undefined;
 
   constructor(key: MasterKey | null, level: number) {
-    this.#key = key;
+    this.#cipher = key ? createBlobCipher(key.dataKey) : undefined;
     this.#keyedHasher = key ? Blake3Hasher.newKeyed(key.idKey) : undefined;
     this.#compressor.setParameters({ compressionLevel: level });
     this.#cctx.setParameter(zstd.CParameter.compressionLevel, level);
   }
 
   get encrypted(): boolean {
-    return this.#key !== null;
+    return this.#cipher !== undefined;
   }
 
   /** Content id of plaintext: keyed BLAKE3 in an encrypted repository so ids leak nothing. */
@@ -101,11 +98,10 @@ export class BlobCodec {
       flags |= FLAG_ZSTD;
     }
     if (packed) this.#noteCompressed(plain.byteLength, packed.length);
-    if (this.#key) {
-      const nonce = randomBytes(12);
-      const cipher = createCipheriv('aes-256-gcm', this.#key.dataKey, nonce);
-      cipher.setAAD(aad(id, type));
-      body = Buffer.concat([nonce, cipher.update(body), cipher.final(), cipher.getAuthTag()]);
+    if (this.#cipher) {
+      const sealed = Buffer.allocUnsafe(body.length + SEAL_OVERHEAD);
+      this.#cipher.seal(id, type, body, sealed);
+      body = sealed;
       flags |= FLAG_SEALED;
     }
     return { stored: body, flags, rawLength: plain.byteLength, crc: crc32(body) };
@@ -117,27 +113,22 @@ export class BlobCodec {
    */
   sealInto(type: number, id: Buffer, plain: Uint8Array, out: Buffer, at: number): SealedInto {
     let flags = 0;
-    const target = this.#key ? this.#scratchOf(storedBound(plain.byteLength)) : out.subarray(at);
+    // Sealed, the body goes where it will be encrypted in place: after the nonce.
+    const bodyAt = this.#cipher ? at + NONCE_LENGTH : at;
     let length = 0;
     if (this.#worthCompressing(plain)) {
-      length = this.#cctx.compress2(target, plain);
+      length = this.#cctx.compress2(out.subarray(bodyAt), plain);
       if (length < plain.byteLength) flags |= FLAG_ZSTD;
       this.#noteCompressed(plain.byteLength, length);
     }
-    if (!(flags & FLAG_ZSTD)) {
-      copyBytes(target, plain);
-      length = plain.byteLength;
-    }
-    if (this.#key) {
-      const nonce = randomBytes(12);
-      const cipher = createCipheriv('aes-256-gcm', this.#key.dataKey, nonce);
-      cipher.setAAD(aad(id, type));
-      let w = at + nonce.copy(out, at);
-      w += cipher.update(target.subarray(0, length)).copy(out, w);
-      w += cipher.final().copy(out, w);
-      w += cipher.getAuthTag().copy(out, w);
-      length = w - at;
+    if (this.#cipher) {
+      // A raw body is encrypted straight from `plain`: no copy into the pack first.
+      const body = flags & FLAG_ZSTD ? out.subarray(bodyAt, bodyAt + length) : plain;
+      length = this.#cipher.seal(id, type, body, out.subarray(at));
       flags |= FLAG_SEALED;
+    } else if (!(flags & FLAG_ZSTD)) {
+      copyBytes(out.subarray(at), plain);
+      length = plain.byteLength;
     }
     return { length, flags, crc: crc32(out.subarray(at, at + length)) };
   }
@@ -175,7 +166,9 @@ export class BlobCodec {
    */
   openInto(ref: BlobRef, stored: Buffer, where: string, out: Buffer, at: number): Buffer {
     return this.#guarded(ref, stored, where, (what) => {
-      let body = this.#decrypt(ref, stored, what);
+      // A raw sealed body is decrypted straight into place; a compressed one into scratch.
+      const room = ref.flags & FLAG_ZSTD ? undefined : out.subarray(at, at + ref.rawLength);
+      let body = this.#decrypt(ref, stored, what, room);
       if (ref.flags & FLAG_ZSTD) {
         const target = out.subarray(at, at + ref.rawLength);
         if (target.length !== ref.rawLength) throw new RepoError('EINVALID', `${what}: no room for ${ref.rawLength} bytes`);
@@ -212,21 +205,20 @@ export class BlobCodec {
     }
   }
 
-  #decrypt(ref: BlobRef, stored: Buffer, what: string): Buffer {
+  /**
+   * The body of a stored blob: `stored` itself when not sealed, else its plaintext, decrypted
+   * into `into` when given (it must fit exactly), else into the codec's scratch buffer when it
+   * is compressed (zstd reads it next), else into a new buffer (the caller keeps it).
+   */
+  #decrypt(ref: BlobRef, stored: Buffer, what: string, into?: Buffer): Buffer {
     if (!(ref.flags & FLAG_SEALED)) return stored;
-    if (!this.#key) throw new RepoError('ECORRUPT', `${what}: sealed blob in an unencrypted repository`);
+    if (!this.#cipher) throw new RepoError('ECORRUPT', `${what}: sealed blob in an unencrypted repository`);
     if (stored.length < SEAL_OVERHEAD) throw new RepoError('ECORRUPT', `${what}: sealed blob too short (${stored.length} bytes)`);
-    try {
-      const decipher = createDecipheriv('aes-256-gcm', this.#key.dataKey, stored.subarray(0, 12));
-      decipher.setAAD(aad(ref.id, ref.type));
-      decipher.setAuthTag(stored.subarray(stored.length - 16));
-      const body = decipher.update(stored.subarray(12, stored.length - 16));
-      // GCM holds nothing back: final() only checks the tag (and returns no bytes).
-      const rest = decipher.final();
-      return rest.length === 0 ? body : Buffer.concat([body, rest]);
-    } catch (err) {
-      throw new RepoError('ECORRUPT', `${what}: authentication failed (gcm tag mismatch)`, { cause: err });
-    }
+    const length = stored.length - SEAL_OVERHEAD;
+    if (into && into.length !== length) throw new RepoError('ECORRUPT', `${what}: length ${length} differs from recorded ${ref.rawLength}`);
+    const body = into ?? (ref.flags & FLAG_ZSTD ? this.#scratchOf(length) : Buffer.allocUnsafe(length)).subarray(0, length);
+    if (!this.#cipher.open(ref.id, ref.type, stored, body)) throw new RepoError('ECORRUPT', `${what}: authentication failed (gcm tag mismatch)`);
+    return body;
   }
 
   #check(ref: BlobRef, body: Buffer, what: string): Buffer {
@@ -246,10 +238,6 @@ export class BlobCodec {
     }
     return this.#check(ref, body, what);
   }
-}
-
-function aad(id: Buffer, type: number): Buffer {
-  return Buffer.concat([id, Buffer.of(type)]);
 }
 
 export function typeName(type: number): string {

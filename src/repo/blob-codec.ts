@@ -161,8 +161,9 @@ export class BlobCodec {
   }
 
   /**
-   * open() that decompresses into `out` at `at` (which needs ref.rawLength bytes of room) and
-   * returns the checked plaintext: a view of `out`, or of `stored` when it was kept raw.
+   * open() that decompresses or decrypts into `out` at `at` (which needs ref.rawLength bytes of
+   * room) and returns the checked plaintext: a view of `out`, or of `stored` when it was stored
+   * as it is (neither compressed nor sealed).
    */
   openInto(ref: BlobRef, stored: Buffer, where: string, out: Buffer, at: number): Buffer {
     return this.#guarded(ref, stored, where, (what) => {

@@ -126,8 +126,7 @@ function openSpan(msg: Extract<WorkerRequest, { op: 'open' }>): void {
       const stored = span.subarray(b.at, b.at + b.storedLength);
       if (stored.length !== b.storedLength) throw new Error('short read');
       const ref = { ...b, id: Buffer.from(b.id.buffer, b.id.byteOffset, b.id.byteLength) };
-      let plain = codec.openInto(ref, stored, 'span', plainBuf, used);
-      if (plain.buffer !== plainBuf.buffer && plain.buffer !== span.buffer) plain = plainBuf.subarray(used, used + plain.copy(plainBuf, used)); // decrypted raw
+      const plain = codec.openInto(ref, stored, 'span', plainBuf, used);
       if (plain.buffer === plainBuf.buffer) used += plain.length;
       for (const offset of msg.targets[i]!) pushNonZero(writes, offset, plain);
     } catch (err) {

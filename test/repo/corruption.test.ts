@@ -2,7 +2,7 @@
 // exactly the affected backups and why; their restore fails loudly; the others still restore.
 
 import assert from 'node:assert/strict';
-import { open, truncate, unlink } from 'node:fs/promises';
+import { chmod, lstat, open, readdir, readFile, stat, symlink, truncate, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { ZERO_ID } from '../../src/repo/blob-codec.js';
@@ -79,14 +79,26 @@ for (const encrypt of [false, true]) {
       // Only d verifies alone cleanly.
       assert.equal((await fleece(repoDir, ['verify', ids.d!.slice(0, 10)], env)).code, 0);
 
+      // A failed restore leaves no partial image: a. over a file already there, which keeps its
+      // contents and mode; b. and c. into new names, which stay absent.
+      const previous = Buffer.from('an image that was already safe\n');
+      await writeFile(join(dir.path, 'a.out'), previous, { mode: 0o640 });
+      await chmod(join(dir.path, 'a.out'), 0o640);
       for (const disk of ['a', 'b', 'c']) {
         const out = await fleece(repoDir, ['restore', ids[disk]!, join(dir.path, `${disk}.out`)], env);
         assert.notEqual(out.code, 0, `restore of damaged ${disk} fails`);
         assert.match(out.stderr, /fleece: .*(crc32|truncated|missing|authentication|not in any pack)/);
       }
-      const ok = await fleece(repoDir, ['restore', ids.d!, join(dir.path, 'd.out')], env);
+      assert.ok((await readFile(join(dir.path, 'a.out'))).equals(previous), 'the file at the target is untouched');
+      assert.deepEqual((await readdir(dir.path)).filter((n) => n.endsWith('.out') || n.startsWith('.fleece-restore-')).sort(), ['a.out']);
+      // A good restore replaces the file (through a symlink: its destination), keeping the mode.
+      await symlink('a.out', join(dir.path, 'link.out'));
+      const ok = await fleece(repoDir, ['restore', ids.d!, join(dir.path, 'link.out')], env);
       assert.equal(ok.code, 0, ok.stderr);
-      assert.equal(await sha256File(join(dir.path, 'd.out')), await sha256File(join(dir.path, 'd.img')));
+      assert.equal(await sha256File(join(dir.path, 'a.out')), await sha256File(join(dir.path, 'd.img')));
+      assert.ok((await lstat(join(dir.path, 'link.out'))).isSymbolicLink(), 'the symlink stays a symlink');
+      assert.equal((await stat(join(dir.path, 'a.out'))).mode & 0o777, 0o640);
+      assert.deepEqual((await readdir(dir.path)).filter((n) => n.startsWith('.fleece-restore-')), []);
       // check reports the structural damage (deleted pack) as an error.
       const check = await fleece(repoDir, ['repo', 'check'], env);
       assert.notEqual(check.code, 0);

@@ -17,7 +17,7 @@ import { checkRestoreTarget, restoreToDevice } from '../../jobs/restore/device-r
 import { verifyTarget, type VerifyTargetReport } from '../../jobs/restore/verify-target.js';
 import type { Manifest } from '../../repo/manifest.js';
 import type { Repository } from '../../repo/repository.js';
-import { runRestore } from '../../repo/restore-engine.js';
+import { restoreImageFile } from '../../repo/restore-file.js';
 import { createProgress } from '../progress.js';
 import { addRepoOptions, openRepo, printJson, repoPath, type RepoFlags } from '../repo-options.js';
 
@@ -45,7 +45,7 @@ export function registerRestore(program: Command): void {
   addRepoOptions(program.command('restore'))
     .description('restore a backup into an image file, an NBD export or a daemon disk')
     .argument('<id>', 'backup id or unique prefix')
-    .argument('<target>', 'image file (created or truncated), nbd://HOST[:PORT]/EXPORT, nbd+unix:///EXPORT?socket=PATH, or disk:NAME')
+    .argument('<target>', 'image file (created, or replaced once the restore is complete), nbd://HOST[:PORT]/EXPORT, nbd+unix:///EXPORT?socket=PATH, or disk:NAME')
     .option('--state <dir>', 'daemon state directory for disk:NAME (default: $FLEECE_STATE)')
     .option('--verify', 'read the whole target back afterwards and compare it with the backup (exit 1 on mismatch)')
     .option('--verify-only', 'only compare the target with the backup; write nothing')
@@ -82,7 +82,7 @@ file path (or FLEECE_PASSWORD) are sent over the owner-only API socket and kept,
           try {
             const onProgress = (done: number): void => progress.update(done);
             if (target.device) written = await restoreToDevice(repo, manifest, target.device, { concurrency, targetIsZero: target.fresh, signal, onProgress });
-            else await runRestore(repo, manifest, target.file!, { sync: flags.sync, signal, onProgress: (p) => onProgress(p.bytesDone) });
+            else await restoreImageFile(repo, manifest, target.file!, { sync: flags.sync, signal, onProgress: (p) => onProgress(p.bytesDone) });
           } finally {
             progress.stop();
           }

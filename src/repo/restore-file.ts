@@ -23,6 +23,9 @@ export async function restoreImageFile(repo: Repository, manifest: Manifest, tar
   const path = existing ? await realpath(target) : target;
   const temp = join(dirname(path), `${RESTORE_TEMP_PREFIX}${process.pid}-${basename(path)}`);
   try {
+    // Owner-only while it is written when it replaces a file (which may be private); a new
+    // file gets the usual mode, as the restore would give it anyway.
+    await (await open(temp, 'w', existing ? 0o600 : 0o666)).close();
     await runRestore(repo, manifest, temp, options);
     if (existing) {
       await chmod(temp, existing.mode & 0o7777);

@@ -14,7 +14,8 @@ const DURATION_MS = Number(process.env.FLEECE_TEST_CRASH_MS ?? 25_000);
 const TTL_MS = 3000;
 
 /** Runs the CLI and SIGKILLs it after `killAfterMs` unless it exits first; resolves the status. */
-function runKilled(repo: string, args: string[], killAfterMs: number): Promise<{ code: number | null; killed: boolean }> {
+function runKilled(repo: string, args: string[], killAfterMs: number): Promise<{ code: number | null; killed: boolean; ms: number }> {
+  const started = Date.now();
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [FLEECE_MAIN, ...args], {
       env: { ...process.env, FLEECE_REPO: repo, FLEECE_LEASE_TTL_MS: String(TTL_MS) },
@@ -26,12 +27,12 @@ function runKilled(repo: string, args: string[], killAfterMs: number): Promise<{
     }, killAfterMs);
     child.on('exit', (code) => {
       clearTimeout(timer);
-      resolve({ code, killed });
+      resolve({ code, killed, ms: Date.now() - started });
     });
   });
 }
 
-test('kill -9 during backup, delete, prune and gc leaves a consistent repository', { timeout: DURATION_MS + 180_000 }, async () => {
+test('kill -9 during backup, delete, prune and gc leaves a consistent repository', { timeout: DURATION_MS + 180_000 }, async (t) => {
   const dir = await scratchDir();
   try {
     const repo = join(dir.path, 'repo');
@@ -48,6 +49,10 @@ test('kill -9 during backup, delete, prune and gc leaves a consistent repository
     const deadline = Date.now() + DURATION_MS;
     let iterations = 0;
     let kills = 0;
+    // How long each command takes to finish on this machine, learnt from the runs that were not
+    // killed: kill delays are drawn from that span, so the kills land throughout a command's life
+    // (start-up included) however fast or slow the machine is today.
+    const typicalMs = new Map<string, number>();
     while (Date.now() < deadline) {
       iterations++;
       const roll = Math.random();
@@ -62,11 +67,14 @@ test('kill -9 during backup, delete, prune and gc leaves a consistent repository
         if (all.length < 2) continue;
         args[1] = all[Math.floor(Math.random() * all.length)]!.id;
       }
-      // Kill somewhere between process start-up and a typical finish (~0.3–1.5 s here); let one
-      // in five run to completion so there are survivors to restore.
-      const result = await runKilled(repo, args, Math.random() < 0.2 ? 60_000 : 200 + Math.random() * 1200);
+      // Kill somewhere between process start and a typical finish; let one in five run to
+      // completion so there are survivors to restore.
+      const typical = typicalMs.get(args[0]!) ?? 1500;
+      const result = await runKilled(repo, args, Math.random() < 0.2 ? 60_000 : 50 + Math.random() * typical);
       if (result.killed) kills++;
+      else if (result.code === 0) typicalMs.set(args[0]!, (typical + result.ms) / 2);
     }
+    t.diagnostic(`${kills} kills in ${iterations} iterations`);
     assert.ok(kills >= 5, `only ${kills} kills in ${iterations} iterations`);
 
     // Nothing listed is broken, even before cleanup.

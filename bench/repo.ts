@@ -41,7 +41,9 @@ it writes the holes as zeros): workers spend ~60% of their busy time in zstd dec
 ~25% in BLAKE3 verification, then write the plaintexts themselves with \`pwritev\` (no copy back
 to the main thread, whose only work is planning and ranged reads into reused shared buffers),
 in writes of at most 512 KiB, written back and dropped from the page cache every 64 MiB so new
-writes reuse freed pages. Two costs removed: the two workers writing at once, where ext4 lets
+writes reuse freed pages (without that, the restore of (1)'s backup took 4.3-6.4 s here instead of
+1.7-2.0 s, its system time 2.9-5.2 s instead of 0.9-1.0; write-backs every 16 or 32 MiB were no
+faster than every 64). Two costs removed: the two workers writing at once, where ext4 lets
 one write into a file at a time and the other spun on the inode lock in the kernel (~9% of the
 restore's CPU; they now take turns under a shared mutex and the waiter sleeps); and all-zero
 pages inside data chunks (after (2), ~300 MiB of the 64 KiB chunks each hold one 4 KiB write
@@ -58,14 +60,18 @@ Which of the two fleece configurations runs faster in one run is noise: they do 
 but for the cipher, and the same backup repeated here ranged 5.0-5.9 s.`;
 const SIZE = Math.max(64 * MIB, Math.floor(parseSize(process.env.BENCH_SIZE ?? '4G', 'BENCH_SIZE') / (16 * MIB)) * 16 * MIB);
 const CLONES = Number(process.env.BENCH_CLONES ?? 10);
+/** Runs of (1) and (3) per tool; the median is reported. */
+const RUNS = Math.max(1, Number(process.env.BENCH_RUNS ?? 3));
 const RSS_LIMIT = 512 * MIB;
 
 interface Row {
-  full?: Measured;
+  fullSeconds: number[];
+  fullRss: number[];
   fullStored?: number;
   second?: Measured;
   secondAdded?: number;
-  restore?: Measured;
+  restoreSeconds: number[];
+  restoreRss: number[];
   cloneSeconds: number[];
   cloneRss: number[];
   totalStored?: number;
@@ -93,19 +99,31 @@ export async function runRepoBench(): Promise<void> {
   const loadBefore = loadavg();
   try {
     const image = join(work, 'vm.img');
-    const tools: Tool[] = [fleeceTool(work, false), fleeceTool(work, true), resticTool(work), borgTool(work)];
-    const rows = new Map<Tool, Row>(tools.map((t) => [t, { cloneSeconds: [], cloneRss: [] }]));
+    const makers: ((dir: string) => Tool)[] = [(d) => fleeceTool(d, false), (d) => fleeceTool(d, true), resticTool, borgTool];
+    const tools = makers.map((make) => make(work));
+    const rows = new Map<Tool, Row>(tools.map((t) => [t, { fullSeconds: [], fullRss: [], restoreSeconds: [], restoreRss: [], cloneSeconds: [], cloneRss: [] }]));
     const log = (text: string): void => void process.stderr.write(`repo bench: ${text}\n`);
     log(`image of ${mib(SIZE)} MiB in ${work}`);
     await makeBenchImage(image, SIZE);
 
-    for (const tool of tools) {
-      tool.init();
-      settle(image);
-      const row = rows.get(tool)!;
-      row.full = tool.backup(image, 'vm');
-      row.fullStored = storedBytes(tool.repo);
-      log(`${tool.name}: full backup ${sec(row.full.seconds)} s, ${mib(row.fullStored)} MiB stored`);
+    // (1) RUNS times per tool, tools alternated: the first runs go into throwaway repositories,
+    // the last into the one the later steps build on.
+    for (let run = 0; run < RUNS; run++) {
+      const last = run === RUNS - 1;
+      const scratch = join(work, `full-${run}`);
+      if (!last) await freshDir(scratch);
+      for (let t = 0; t < tools.length; t++) {
+        const tool = last ? tools[t]! : makers[t]!(scratch);
+        tool.init();
+        settle(image);
+        const row = rows.get(tools[t]!)!;
+        const measured = tool.backup(image, 'vm');
+        row.fullSeconds.push(measured.seconds);
+        row.fullRss.push(measured.peakRss);
+        row.fullStored = storedBytes(tool.repo);
+        log(`${tool.name}: full backup ${sec(measured.seconds)} s, ${mib(row.fullStored)} MiB stored`);
+      }
+      if (!last) await rm(scratch, { recursive: true, force: true });
     }
     const writes = await scatterWrites(image, SIZE, 0.01);
     for (const tool of tools) {
@@ -115,14 +133,18 @@ export async function runRepoBench(): Promise<void> {
       row.secondAdded = storedBytes(tool.repo) - row.fullStored!;
       log(`${tool.name}: second backup ${sec(row.second.seconds)} s, ${mib(row.secondAdded)} MiB added`);
     }
-    for (const tool of tools) {
-      const dir = await freshDir(join(work, 'restore'));
-      settle();
-      const row = rows.get(tool)!;
-      row.restore = tool.restore('vm', dir);
-      if (tool.name.startsWith('fleece') && !sameFile(image, join(dir, 'out.img'))) throw new Error(`${tool.name} restored an image that differs from the source`);
-      log(`${tool.name}: restore ${sec(row.restore.seconds)} s`);
-      await rm(dir, { recursive: true, force: true });
+    for (let run = 0; run < RUNS; run++) {
+      for (const tool of tools) {
+        const dir = await freshDir(join(work, 'restore'));
+        settle();
+        const row = rows.get(tool)!;
+        const measured = tool.restore('vm', dir);
+        row.restoreSeconds.push(measured.seconds);
+        row.restoreRss.push(measured.peakRss);
+        if (tool.name.startsWith('fleece') && !sameFile(image, join(dir, 'out.img'))) throw new Error(`${tool.name} restored an image that differs from the source`);
+        log(`${tool.name}: restore ${sec(measured.seconds)} s`);
+        await rm(dir, { recursive: true, force: true });
+      }
     }
     const clone = join(work, 'clone.img');
     for (let i = 0; i < CLONES; i++) {
@@ -148,26 +170,32 @@ export async function runRepoBench(): Promise<void> {
 function report(tools: Tool[], rows: Map<Tool, Row>, writes: number, loadBefore: number[], loadAfter: number[]): string {
   const [fleece, fleeceEnc, restic] = tools.map((t) => rows.get(t)!) as [Row, Row, Row];
   const cells = (f: (r: Row) => string): string[] => tools.map((t) => f(rows.get(t)!));
-  const peak = (r: Row): number => Math.max(r.full!.peakRss, r.second!.peakRss, ...r.cloneRss);
+  const peak = (r: Row): number => Math.max(...r.fullRss, r.second!.peakRss, ...r.cloneRss);
+  const full = (r: Row): number => median(r.fullSeconds);
+  const restore = (r: Row): number => median(r.restoreSeconds);
+  const restorePeak = (r: Row): number => Math.max(...r.restoreRss);
+  const each = (list: number[]): string => list.map(sec).join(', ');
   const results = table(['', ...tools.map((t) => t.name)], [
-    ['(1) full backup, s', ...cells((r) => sec(r.full!.seconds))],
-    ['(1) full backup, MiB/s of image', ...cells((r) => (SIZE / MIB / r.full!.seconds).toFixed(0))],
+    [`(1) full backup, median s`, ...cells((r) => sec(full(r)))],
+    [`(1) full backup, each run, s`, ...cells((r) => each(r.fullSeconds))],
+    ['(1) full backup, MiB/s of image', ...cells((r) => (SIZE / MIB / full(r)).toFixed(0))],
     ['(1) stored, MiB', ...cells((r) => mib(r.fullStored!))],
     ['(2) backup after 1 % writes, s', ...cells((r) => sec(r.second!.seconds))],
     ['(2) added, MiB', ...cells((r) => mib(r.secondAdded!))],
-    ['(3) restore, s', ...cells((r) => sec(r.restore!.seconds))],
+    ['(3) restore, median s', ...cells((r) => sec(restore(r)))],
+    ['(3) restore, each run, s', ...cells((r) => each(r.restoreSeconds))],
     [`(4) clone backup, median s`, ...cells((r) => sec(median(r.cloneSeconds)))],
     [`(4) stored after ${CLONES} clones, MiB`, ...cells((r) => mib(r.totalStored!))],
     ['peak RSS of a backup, MiB', ...cells((r) => mib(peak(r)))],
-    ['peak RSS of the restore, MiB', ...cells((r) => mib(r.restore!.peakRss))],
+    ['peak RSS of the restore, MiB', ...cells((r) => mib(restorePeak(r)))],
   ]);
   const ratioRows = (name: string, r: Row): (string | number)[][] => [
-    [`(1) backup speed ${name} / restic`, ratioCell(restic.full!.seconds / r.full!.seconds, { min: 3 })],
+    [`(1) backup speed ${name} / restic`, ratioCell(full(restic) / full(r), { min: 3 })],
     [`(1) stored ${name} / restic`, ratioCell(r.fullStored! / restic.fullStored!, { max: 1.1 })],
     [`(2) added ${name} / restic`, ratioCell(r.secondAdded! / restic.secondAdded!, { max: 0.6 })],
-    [`(3) restore speed ${name} / restic`, ratioCell(restic.restore!.seconds / r.restore!.seconds, { min: 3 })],
+    [`(3) restore speed ${name} / restic`, ratioCell(restore(restic) / restore(r), { min: 3 })],
     [`(4) total stored ${name} / restic`, ratioCell(r.totalStored! / restic.totalStored!, { max: 0.6 })],
-    [`peak RSS ${name} (backup, restore)`, `${mib(peak(r))} / ${mib(r.restore!.peakRss)} MiB (target ≤ ${mib(RSS_LIMIT)} MiB: ${Math.max(peak(r), r.restore!.peakRss) <= RSS_LIMIT ? 'met' : '**missed**'})`],
+    [`peak RSS ${name} (backup, restore)`, `${mib(peak(r))} / ${mib(restorePeak(r))} MiB (target ≤ ${mib(RSS_LIMIT)} MiB: ${Math.max(peak(r), restorePeak(r)) <= RSS_LIMIT ? 'met' : '**missed**'})`],
   ];
   const ratios = table(['ratio', 'value'], [...ratioRows('fleece', fleece), ...ratioRows('fleece encrypted', fleeceEnc)]);
   const load = (l: number[]): string => l.map((v) => v.toFixed(2)).join(' ');
@@ -189,7 +217,9 @@ durable in all three tools (each fsyncs what it stores); restores are not fsynce
 process start. Stored bytes: \`du -sb\` of the repository directory, without fleece's derived
 catalog (\`.catalog.sqlite\`, a cache like restic's and borg's, which live outside the repository).
 Peak RSS: "Maximum resident set size" from \`/usr/bin/time -v\` (fleece's worker threads share its
-process). One run per tool and step, tools in the order of the table.
+process). (1) and (3): ${RUNS} runs per tool, tools alternated in the order of the table, median
+reported (the first runs of (1) go into throwaway repositories); (2) one run per tool; (4) the
+median of the ${CLONES} clone backups.
 
 Commands:
 ${tools.map((t) => `- ${t.name}: ${t.commands}`).join('\n')}

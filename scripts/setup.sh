@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 DEBIAN_PACKAGES=(
   qemu-utils qemu-system-common libnbd-bin python3-libnbd nbdkit fio
   restic borgbackup
+  util-linux-extra  # fincore: tests check what is left in the page cache
   ceph-mon ceph-osd ceph-mgr radosgw ceph-common
 )
 

@@ -8,7 +8,7 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { FleeceError } from './errors.js';
 
-/** The addon's functions; all but writeDirect synchronous, all throw on bad arguments or unexpected errno. */
+/** The addon's functions; all but writeDirect and writeBack synchronous, all throw on bad arguments or unexpected errno. */
 export interface NativeFile {
   /** First data byte at or after offset, or -1 when only a hole remains (ENXIO). */
   seekData(fd: number, offset: number): number;
@@ -34,6 +34,11 @@ export interface NativeFile {
    * errno's name as `code`: EINVAL where the filesystem refuses direct I/O.
    */
   writeDirect(fd: number, buffer: NodeJS.ArrayBufferView, length: number): Promise<void>;
+  /**
+   * On the thread pool: fdatasync, then evicts the file's clean cached pages (POSIX_FADV_DONTNEED).
+   * Rejects with the fdatasync errno's name as `code`. Keep `fd` open until it settles.
+   */
+  writeBack(fd: number): Promise<void>;
   /** The address of the view's first byte modulo the page size (see page-aligned.ts). */
   pageOffset(view: NodeJS.ArrayBufferView): number;
   /** Copies all of `source` to the start of `target` (memmove; throws if target is shorter). */
@@ -94,4 +99,19 @@ export function uncache(fd: number): void {
   } catch {
     // the data is on disk either way; only the cache keeps it
   }
+}
+
+/**
+ * Writes a file's dirty pages back (fdatasync) and then evicts its cached pages, both off the
+ * event loop: eviction frees every page, which takes long enough to stall the caller. Without
+ * the addon, only the write-back happens.
+ */
+export async function writeBackAndUncache(file: { readonly fd: number; datasync(): Promise<void> }): Promise<void> {
+  let native: NativeFile;
+  try {
+    native = loadNative();
+  } catch {
+    return file.datasync();
+  }
+  return native.writeBack(file.fd);
 }

@@ -9,7 +9,7 @@
 
 import { open, type FileHandle } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { uncache } from '../core/native.js';
+import { writeBackAndUncache } from '../core/native.js';
 import { ZERO_ID } from './blob-codec.js';
 import type { BlobLocation } from './catalog.js';
 import { ChunkPool } from './chunk-pool.js';
@@ -65,9 +65,8 @@ export async function runRestore(repo: Repository, manifest: Manifest, target: s
   const recycle = (): void => {
     if (writeBack || bytesDone - writtenBackAt < writeBackEvery) return;
     writtenBackAt = bytesDone;
-    writeBack = file.datasync().then(
+    writeBack = writeBackAndUncache(file).then(
       () => {
-        uncache(file.fd);
         writeBack = undefined;
       },
       () => {

@@ -90,12 +90,12 @@ export function loadNative(): NativeFile {
 }
 
 /**
- * Evicts a file's clean cached pages (POSIX_FADV_DONTNEED over the whole file). Only a hint:
- * a failure, or an addon that did not build, changes nothing for the caller.
+ * Evicts a file's clean cached pages (POSIX_FADV_DONTNEED; by default over the whole file). Only
+ * a hint: a failure, or an addon that did not build, changes nothing for the caller.
  */
-export function uncache(fd: number): void {
+export function uncache(fd: number, offset = 0, length = 0): void {
   try {
-    loadNative().dropCache(fd, 0, 0);
+    loadNative().dropCache(fd, offset, length);
   } catch {
     // the data is on disk either way; only the cache keeps it
   }

@@ -15,7 +15,7 @@ import { constants } from 'node:fs';
 import { link, mkdir, open, readdir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { throwIfAborted } from '../../core/errors.js';
-import { loadNative, uncache } from '../../core/native.js';
+import { loadNative, readAndUncache, uncache } from '../../core/native.js';
 import { checkKey, notFound, type GetOptions, type PutOptions, type Store, type StoreEntry, type StoreSignal, type StoreStat } from '../store.js';
 import type { ReadsInto } from './reads-into.js';
 
@@ -139,14 +139,7 @@ export class LocalStore implements Store, ReadsInto {
   async readInto(key: string, offset: number, target: Uint8Array, options: StoreSignal = {}): Promise<number> {
     const handle = await this.#openForRead(key, options.signal);
     try {
-      let done = 0;
-      while (done < target.length) {
-        const { bytesRead } = await handle.read(target, done, target.length - done, offset + done);
-        if (bytesRead === 0) break;
-        done += bytesRead;
-      }
-      uncache(handle.fd, offset, target.length);
-      return done;
+      return await readAndUncache(handle, target, offset);
     } finally {
       await handle.close();
     }

@@ -43,7 +43,13 @@ to the main thread, whose only work is planning and ranged reads into reused sha
 in writes of at most 512 KiB, written back and dropped from the page cache every 64 MiB so new
 writes reuse freed pages (without that, the restore of (1)'s backup took 4.3-6.4 s here instead of
 1.7-2.0 s, its system time 2.9-5.2 s instead of 0.9-1.0; write-backs every 16 or 32 MiB were no
-faster than every 64). Two costs removed: the two workers writing at once, where ext4 lets
+faster than every 64). The pack ranges it reads leave the cache too, and both evictions run on
+the thread pool (freeing pages costs the kernel ~0.8 µs each; on the main thread it held back
+the workers' next spans). On these machines a restore is CPU-bound: ~3.4 CPU-s for the backup of
+(2), of which zstd decompression ~1.0 (the \`zstd\` CLI decompresses this text at 1.3 GB/s per
+core), BLAKE3 verification ~0.5, and the kernel's copies into and out of the page cache ~1.2.
+restic's restore time swings far more with the machine's I/O than fleece's: 40 s in earlier runs
+here, 4-7 s in later ones, while fleece went from 7.9 to 2.1-2.9 s. Two costs removed: the two workers writing at once, where ext4 lets
 one write into a file at a time and the other spun on the inode lock in the kernel (~9% of the
 restore's CPU; they now take turns under a shared mutex and the waiter sleeps); and all-zero
 pages inside data chunks (after (2), ~300 MiB of the 64 KiB chunks each hold one 4 KiB write

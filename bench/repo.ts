@@ -43,9 +43,11 @@ to the main thread, whose only work is planning and ranged reads into reused sha
 in writes of at most 512 KiB, written back and dropped from the page cache every 64 MiB so new
 writes reuse freed pages (without that, the restore of (1)'s backup took 4.3-6.4 s here instead of
 1.7-2.0 s, its system time 2.9-5.2 s instead of 0.9-1.0; write-backs every 16 or 32 MiB were no
-faster than every 64). The pack ranges it reads leave the cache too, and both evictions run on
-the thread pool (freeing pages costs the kernel ~0.8 µs each; on the main thread it held back
-the workers' next spans). On these machines a restore is CPU-bound: ~3.4 CPU-s for the backup of
+faster than every 64); the write-back and eviction run on the thread pool (freeing pages costs
+the kernel ~0.8 µs each; on the main thread it held back the workers' next spans). Dropping
+the packs' pages once read as well looked faster in isolated A/B runs (2.3-2.5 s vs 2.5-2.6) but
+was slower here (3.0-3.4 s vs 2.3-2.9): later restores then read every pack from disk again,
+so packs read by a restore stay cached. On these machines a restore is CPU-bound: ~3.4 CPU-s for the backup of
 (2), of which zstd decompression ~1.0 (the \`zstd\` CLI decompresses this text at 1.3 GB/s per
 core), BLAKE3 verification ~0.5, and the kernel's copies into and out of the page cache ~1.2.
 restic's restore time swings far more with the machine's I/O than fleece's: 40 s in earlier runs

@@ -25,7 +25,7 @@
 
 bool register_file_writer(napi_env env, napi_value exports);
 bool register_gcm(napi_env env, napi_value exports);
-bool register_pool_io(napi_env env, napi_value exports);
+bool register_write_back(napi_env env, napi_value exports);
 
 static napi_value make_number(napi_env env, double number) {
   napi_value result;
@@ -345,7 +345,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"copyInto", NULL, copy_into, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   CHECK(napi_define_properties(env, exports, sizeof properties / sizeof properties[0], properties));
-  if (!register_file_writer(env, exports) || !register_gcm(env, exports) || !register_pool_io(env, exports)) {
+  if (!register_file_writer(env, exports) || !register_gcm(env, exports) || !register_write_back(env, exports)) {
     throw_napi_failure(env);
     return NULL;
   }

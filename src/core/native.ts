@@ -4,12 +4,11 @@
 // AES-256-GCM into caller buffers.
 
 import { existsSync } from 'node:fs';
-import type { FileHandle } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { FleeceError } from './errors.js';
 
-/** The addon's functions; all but writeDirect, writeBack and readEvict synchronous, all throw on bad arguments or unexpected errno. */
+/** The addon's functions; all but writeDirect and writeBack synchronous, all throw on bad arguments or unexpected errno. */
 export interface NativeFile {
   /** First data byte at or after offset, or -1 when only a hole remains (ENXIO). */
   seekData(fd: number, offset: number): number;
@@ -40,13 +39,6 @@ export interface NativeFile {
    * Rejects with the fdatasync errno's name as `code`. Keep `fd` open until it settles.
    */
   writeBack(fd: number): Promise<void>;
-  /**
-   * On the thread pool: reads up to `length` bytes at `position` into buffer[0, length) (short
-   * only at end of file), then evicts that range, widened to 2 MiB boundaries (large folios),
-   * from the page cache; resolves the bytes read.
-   * Rejects with the pread errno's name as `code`. Keep `fd` open until it settles.
-   */
-  readEvict(fd: number, buffer: NodeJS.ArrayBufferView, length: number, position: number): Promise<number>;
   /** The address of the view's first byte modulo the page size (see page-aligned.ts). */
   pageOffset(view: NodeJS.ArrayBufferView): number;
   /** Copies all of `source` to the start of `target` (memmove; throws if target is shorter). */
@@ -122,24 +114,4 @@ export async function writeBackAndUncache(file: { readonly fd: number; datasync(
     return file.datasync();
   }
   return native.writeBack(file.fd);
-}
-
-/**
- * Reads target.length bytes at `position` (fewer only at end of file), then evicts them from the
- * page cache, both off the event loop. Without the addon: a plain read, and nothing evicted.
- */
-export async function readAndUncache(file: FileHandle, target: Uint8Array, position: number): Promise<number> {
-  let native: NativeFile;
-  try {
-    native = loadNative();
-  } catch {
-    let done = 0;
-    while (done < target.length) {
-      const { bytesRead } = await file.read(target, done, target.length - done, position + done);
-      if (bytesRead === 0) break;
-      done += bytesRead;
-    }
-    return done;
-  }
-  return native.readEvict(file.fd, target, target.length, position);
 }

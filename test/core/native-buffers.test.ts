@@ -1,7 +1,7 @@
 // The addon's buffer helpers and the CRC32 the repository format relies on: page-aligned views
 // really start at a page boundary, copyInto copies between shared buffers and refuses to overrun,
-// and the fast CRC32 gives zlib's values (stored packs and manifests carry them); writeBack and
-// readEvict leave a file's data intact and out of the page cache.
+// and the fast CRC32 gives zlib's values (stored packs and manifests carry them); writeBack
+// leaves a file's data on disk and out of the page cache.
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -74,35 +74,6 @@ test('writeBack: the data stays, the cached pages go; a bad fd is an EBADF rejec
     }
     assert.ok((await readFile(path)).equals(data));
     await assert.rejects(loadNative().writeBack(1_000_000), { code: 'EBADF' });
-  } finally {
-    await dir.cleanup();
-  }
-});
-
-test('readEvict: reads the range (short at end of file), then the range leaves the page cache', async () => {
-  requireTools('fincore');
-  const dir = await scratchDir();
-  try {
-    const path = join(dir.path, 'pack');
-    const data = randomBytes(6 * 1024 * 1024);
-    const file = await open(path, 'w+');
-    try {
-      await file.write(data, 0, data.length, 0);
-      await file.datasync();
-      const native = loadNative();
-      const target = Buffer.alloc(4 * 1024 * 1024);
-      assert.equal(await native.readEvict(file.fd, target, target.length, 0), target.length);
-      assert.ok(target.equals(data.subarray(0, target.length)));
-      assert.ok(cachedBytes(path) <= data.length - target.length, 'the range read is evicted');
-      assert.equal(await native.readEvict(file.fd, target, target.length, 4 * 1024 * 1024), 2 * 1024 * 1024);
-      assert.ok(target.subarray(0, 2 * 1024 * 1024).equals(data.subarray(4 * 1024 * 1024)));
-      // Whole pages (or large folios) only: ranges on 2 MiB boundaries leave nothing behind.
-      assert.equal(cachedBytes(path), 0);
-      assert.throws(() => native.readEvict(file.fd, target, target.length + 1, 0), RangeError);
-    } finally {
-      await file.close();
-    }
-    await assert.rejects(loadNative().readEvict(1_000_000, Buffer.alloc(4096), 4096, 0), { code: 'EBADF' });
   } finally {
     await dir.cleanup();
   }

@@ -5,7 +5,7 @@
 import { open, readFile, rename, unlink, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UsageError } from '../core/errors.js';
-import { syncDir } from '../jobs/instant-restore/fill-map.js';
+import { syncDir } from '../core/sync-dir.js';
 import type { StateDir } from './state-dir.js';
 
 /** What the API request and the record carry: where the backup is and how to unlock it. */

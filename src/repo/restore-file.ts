@@ -6,6 +6,7 @@
 
 import { chmod, chown, open, realpath, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { syncDir } from '../core/sync-dir.js';
 import type { Manifest } from './manifest.js';
 import type { Repository } from './repository.js';
 import { runRestore, type RestoreOptions } from './restore-engine.js';
@@ -38,14 +39,5 @@ export async function restoreImageFile(repo: Repository, manifest: Manifest, tar
     throw err;
   }
   // The new name is durable only once the directory is: the image itself was synced before.
-  if (options.sync ?? true) await syncDirectory(dirname(path));
-}
-
-async function syncDirectory(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
+  if (options.sync ?? true) await syncDir(dirname(path));
 }

@@ -7,6 +7,7 @@
 
 import { open, rename, readFile } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
+import { syncDir } from '../../core/sync-dir.js';
 import { BitmapError } from './bitmap-error.js';
 import { DirtyBitmap } from './dirty-bitmap.js';
 
@@ -92,13 +93,4 @@ function littleEndianWords(words: Uint32Array): Buffer {
   const out = Buffer.alloc(words.length * 4);
   for (let i = 0; i < words.length; i++) out.writeUInt32LE(words[i]!, i * 4);
   return out;
-}
-
-async function syncDir(path: string): Promise<void> {
-  const dir = await open(path, 'r');
-  try {
-    await dir.sync();
-  } finally {
-    await dir.close();
-  }
 }

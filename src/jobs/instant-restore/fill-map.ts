@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import { open, readFile, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { FleeceError } from '../../core/errors.js';
+import { syncDir } from '../../core/sync-dir.js';
 
 const MAGIC = Buffer.from('FLEEFIL1');
 const HEADER = MAGIC.length + 4 + 8; // magic, granularity u32, block count u64
@@ -67,13 +68,4 @@ export async function loadFillMap(path: string, granularity: number, blockCount:
     throw err;
   }
   return decodeFillMap(bytes, granularity, blockCount, `fill map '${path}'`);
-}
-
-export async function syncDir(path: string): Promise<void> {
-  const dir = await open(path, 'r');
-  try {
-    await dir.sync();
-  } finally {
-    await dir.close();
-  }
 }

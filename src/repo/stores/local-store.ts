@@ -13,6 +13,7 @@ import { link, mkdir, open, readdir, rename, stat, unlink, type FileHandle } fro
 import { dirname, join } from 'node:path';
 import { throwIfAborted } from '../../core/errors.js';
 import { loadNative, uncache } from '../../core/native.js';
+import { syncDir } from '../../core/sync-dir.js';
 import { checkKey, notFound, type GetOptions, type PutOptions, type Store, type StoreEntry, type StoreSignal, type StoreStat } from '../store.js';
 import type { ReadsInto } from './reads-into.js';
 
@@ -74,7 +75,7 @@ export class LocalStore implements Store, ReadsInto {
       await unlink(temp).catch(() => undefined);
       throw err;
     }
-    await fsyncDir(dir);
+    await syncDir(dir);
     return { written };
   }
 
@@ -198,7 +199,7 @@ export class LocalStore implements Store, ReadsInto {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
       throw err;
     }
-    await fsyncDir(dirname(path));
+    await syncDir(dirname(path));
   }
 }
 
@@ -211,15 +212,6 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
-async function fsyncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
 /** mkdir -p that fsyncs each parent whose entry it created, so a new directory survives a crash. */
 async function mkdirDurable(dir: string, root: string): Promise<void> {
   if (await exists(dir)) return;
@@ -227,7 +219,7 @@ async function mkdirDurable(dir: string, root: string): Promise<void> {
   if (first === undefined) return;
   let d = dir;
   while (d.length >= first.length && d !== root) {
-    await fsyncDir(dirname(d));
+    await syncDir(dirname(d));
     d = dirname(d);
   }
 }

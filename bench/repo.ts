@@ -51,7 +51,7 @@ so packs read by a restore stay cached. On these machines a restore is CPU-bound
 (2), of which zstd decompression ~1.0 (the \`zstd\` CLI decompresses this text at 1.3 GB/s per
 core), BLAKE3 verification ~0.5, and the kernel's copies into and out of the page cache ~1.2.
 restic's restore time swings far more with the machine's I/O than fleece's: 40 s in earlier runs
-here, 4-7 s in later ones, while fleece went from 7.9 to 2.1-2.9 s. Two costs removed: the two workers writing at once, where ext4 lets
+here, 4-8 s in later ones, while fleece went from 7.9 to 2.1-2.9 s. Two costs removed: the two workers writing at once, where ext4 lets
 one write into a file at a time and the other spun on the inode lock in the kernel (~9% of the
 restore's CPU; they now take turns under a shared mutex and the waiter sleeps); and all-zero
 pages inside data chunks (after (2), ~300 MiB of the 64 KiB chunks each hold one 4 KiB write

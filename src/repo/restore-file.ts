@@ -23,11 +23,14 @@ export async function restoreImageFile(repo: Repository, manifest: Manifest, tar
   // Through a symlink, the file it points to is the one replaced.
   const path = existing ? await realpath(target) : target;
   const temp = join(dirname(path), `${RESTORE_TEMP_PREFIX}${process.pid}-${basename(path)}`);
+  // A file already there was safe: its replacement is synced before the rename even when asked
+  // not to sync, or a crash could leave the new name on unwritten blocks.
+  const sync = existing ? true : (options.sync ?? true);
   try {
     // Owner-only while it is written when it replaces a file (which may be private); a new
     // file gets the usual mode, as the restore would give it anyway.
     await (await open(temp, 'w', existing ? 0o600 : 0o666)).close();
-    await runRestore(repo, manifest, temp, options);
+    await runRestore(repo, manifest, temp, { ...options, sync });
     if (existing) {
       await chmod(temp, existing.mode & 0o7777);
       // Only root may give a file away; anyone else keeps their own ownership.
@@ -39,5 +42,5 @@ export async function restoreImageFile(repo: Repository, manifest: Manifest, tar
     throw err;
   }
   // The new name is durable only once the directory is: the image itself was synced before.
-  if (options.sync ?? true) await syncDir(dirname(path));
+  if (sync) await syncDir(dirname(path));
 }

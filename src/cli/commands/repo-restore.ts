@@ -53,7 +53,7 @@ export function registerRestore(program: Command): void {
     .option('--wait', 'with --live: wait until the background copy is complete')
     .option('--rate-limit <bytes/s>', 'with --live: copy in the background at most this fast, e.g. 50M (reads by the guest are not limited)')
     .option('--concurrency <n>', 'chunks fetched and written at once (NBD and disk targets)', '8')
-    .option('--no-sync', 'skip the final fsync of an image file (faster; its last writes may still be in the page cache)')
+    .option('--no-sync', 'skip the final fsync of a new image file (faster; its last writes may still be in the page cache); a file replaced is always synced first')
     .option('--json', 'print json; progress as json lines on stderr')
     .addHelpText('after', `
 disk:NAME creates the disk with the backup's size when it does not exist, and refuses a disk that is

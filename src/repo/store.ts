@@ -11,6 +11,13 @@ export interface StoreSignal {
 export interface PutOptions extends StoreSignal {
   /** Only create: when the key exists, leave it untouched and resolve `{ written: false }`. */
   readonly ifAbsent?: boolean;
+  /**
+   * Called at most once, as soon as the store will never read `data` again, which may be well
+   * before put settles (a local store: once the bytes are written, before the fsync and rename).
+   * The caller may reuse the buffer from then on; once put settles it may in any case. A wrapper
+   * that may read `data` later (a retry, a compare) must not pass this on.
+   */
+  readonly onDataReleased?: () => void;
 }
 
 export interface GetOptions extends StoreSignal {

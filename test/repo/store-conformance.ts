@@ -74,6 +74,25 @@ export function runStoreConformance(name: string, factory: () => Promise<StoreFi
     assert.equal((await store.get('k')).toString(), 'first');
   });
 
+  withStore('a buffer overwritten once onDataReleased ran does not change what was stored', async (store) => {
+    // Small and large (a local store writes 1 MiB and up another way) objects, plain and if-absent.
+    for (const [key, size, ifAbsent] of [['rel/small', 5000, false], ['rel/large', 3 * 1024 * 1024 + 17, true]] as const) {
+      const original = randomBytes(size);
+      const data = Buffer.from(original);
+      let calls = 0;
+      await store.put(key, data, {
+        ifAbsent,
+        onDataReleased: () => {
+          calls++;
+          data.fill(0xa5);
+        },
+      });
+      assert.ok(calls <= 1, `onDataReleased ran ${calls} times`);
+      data.fill(0x5a); // settled: the buffer is the caller's again in any case
+      assert.ok((await store.get(key)).equals(original), `${key}: stored bytes changed with the released buffer`);
+    }
+  });
+
   withStore('concurrent put-if-absent of one key: exactly one writer wins, content intact', async (store) => {
     const values = Array.from({ length: 16 }, () => randomBytes(64 * 1024));
     const results = await Promise.all(values.map((v) => store.put('race/key', v, { ifAbsent: true })));

@@ -47,10 +47,11 @@ export class LocalStore implements Store, ReadsInto {
     if (options.ifAbsent && (await exists(path))) return { written: false };
     await mkdirDurable(dir, this.root);
     const temp = join(dir, `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`);
-    if (!(data.byteLength >= LARGE && this.#direct && (await this.#writeDirect(temp, data)))) {
+    if (!(data.byteLength >= LARGE && this.#direct && (await this.#writeDirect(temp, data, options.onDataReleased)))) {
       const handle = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
       try {
         await handle.writeFile(data);
+        options.onDataReleased?.();
         await handle.sync();
         if (data.byteLength >= LARGE) uncache(handle.fd);
       } finally {
@@ -83,12 +84,16 @@ export class LocalStore implements Store, ReadsInto {
    * Writes and fsyncs `data` as the new file `temp` with O_DIRECT; false (and no file left) when
    * this filesystem or build cannot, which turns direct writes off for this store.
    */
-  async #writeDirect(temp: string, data: Uint8Array): Promise<boolean> {
+  async #writeDirect(temp: string, data: Uint8Array, onDataReleased?: () => void): Promise<boolean> {
+    let written = false;
     try {
       const native = loadNative();
       const handle = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_DIRECT, 0o644);
       try {
         await native.writeDirect(handle.fd, data, data.byteLength);
+        // The bytes are in the file: the fsync and rename that follow no longer need `data`.
+        written = true;
+        onDataReleased?.();
         await handle.sync();
         return true;
       } finally {
@@ -96,7 +101,8 @@ export class LocalStore implements Store, ReadsInto {
       }
     } catch (err) {
       await unlink(temp).catch(() => undefined);
-      if (!DIRECT_UNSUPPORTED.has((err as NodeJS.ErrnoException).code ?? '')) throw err;
+      // Once `data` is released, a buffered retry could not read it again: fail instead.
+      if (written || !DIRECT_UNSUPPORTED.has((err as NodeJS.ErrnoException).code ?? '')) throw err;
       this.#direct = false;
       return false;
     }

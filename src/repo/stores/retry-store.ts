@@ -81,7 +81,8 @@ export class RetryStore implements Store, ReadsInto {
     let attempts = 0;
     return this.#retry('put', key, options.signal, async (signal) => {
       const first = ++attempts === 1;
-      const result = await this.#inner.put(key, data, { ...options, signal });
+      // No onDataReleased: a retry or the compare below reads `data` again.
+      const result = await this.#inner.put(key, data, { ifAbsent: options.ifAbsent, signal });
       if (first || result.written || !options.ifAbsent) return result;
       // An earlier attempt failed without an answer; if it had in fact landed, the key holds our bytes.
       const stored = await this.#inner.get(key, { signal }).catch((err: unknown) => {

@@ -46,6 +46,14 @@ interface Pending {
   reject: (err: unknown) => void;
 }
 
+// Workers started ahead of a pool (ChunkPool.prestart), unreferenced: an idle spare never keeps
+// the process alive.
+const spares: Worker[] = [];
+
+function spawnWorker(): Worker {
+  return new Worker(new URL('./chunk-worker.js', import.meta.url));
+}
+
 export class ChunkPool {
   readonly #workers: Worker[] = [];
   // Per worker: outstanding requests by batch number, and how many there are (for balancing).
@@ -62,10 +70,32 @@ export class ChunkPool {
   readonly #packSlots: Map<number, SharedArrayBuffer>[] = [];
   #failure: unknown;
 
+  /**
+   * Starts `count` chunk workers for the next pool to take. A worker spends ~50-80 ms loading its
+   * modules before it can take a batch: started first thing, that overlaps the passphrase's
+   * scrypt, the catalog's opening and a restore's planning instead of following them.
+   */
+  static prestart(count = availableParallelism()): void {
+    while (spares.length < count) {
+      const worker = spawnWorker();
+      worker.unref();
+      // A spare that fails before a pool takes it is dropped (the pool then starts a fresh one).
+      const drop = (): void => {
+        const at = spares.indexOf(worker);
+        if (at >= 0) spares.splice(at, 1);
+      };
+      worker.on('error', drop).once('exit', drop);
+      spares.push(worker);
+    }
+  }
+
   constructor(key: MasterKey | null, level: number, size = availableParallelism(), options: ChunkPoolOptions = {}) {
     const writeLock = SharedMutex.buffer();
     for (let i = 0; i < Math.max(1, size); i++) {
-      const worker = new Worker(new URL('./chunk-worker.js', import.meta.url), { workerData: { key, level, packSize: options.packSize ?? 0, writeLock } });
+      const worker = spares.shift() ?? spawnWorker();
+      worker.ref();
+      // Settings go as the first message, not workerData, so a spare could start without them.
+      worker.postMessage({ op: 'init', batch: -1, settings: { key, level, packSize: options.packSize ?? 0, writeLock } } satisfies WorkerRequest);
       const pending = new Map<number, Pending>();
       const packSlots = new Map<number, SharedArrayBuffer>();
       worker.on('message', (reply: WorkerReply) => {

@@ -5,7 +5,7 @@
 // and writes the plaintexts into the image itself (pwritev on a shared fd: no copy back).
 
 import { writevSync } from 'node:fs';
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort } from 'node:worker_threads';
 import { SharedMutex } from '../core/shared-mutex.js';
 import { BlobCodec, BlobType, ID_LENGTH, isAllZero } from './blob-codec.js';
 import type { MasterKey } from './keys.js';
@@ -23,6 +23,8 @@ export interface Loan {
 }
 
 export type WorkerRequest =
+  /** The first message: a worker starts without settings, so it can load before the key is known. */
+  | { readonly op: 'init'; readonly batch: number; readonly settings: WorkerSettings }
   | { readonly op: 'hash'; readonly batch: number; readonly loan: Loan; readonly chunkSize: number }
   | { readonly op: 'seal'; readonly batch: number; readonly slots: readonly number[] }
   | { readonly op: 'blob'; readonly batch: number; readonly id: Uint8Array; readonly type: number; readonly plain: Uint8Array }
@@ -57,7 +59,7 @@ export type WorkerReply =
   | { readonly op: 'opened'; readonly batch: number; readonly written: number; readonly errors: (string | undefined)[] }
   | { readonly op: 'error'; readonly batch: number; readonly message: string };
 
-interface WorkerInit {
+export interface WorkerSettings {
   readonly key: MasterKey | null;
   readonly level: number;
   readonly packSize: number;
@@ -65,13 +67,27 @@ interface WorkerInit {
   readonly writeLock: SharedArrayBuffer;
 }
 
-const init = workerData as WorkerInit;
-// A file takes one buffered write at a time (ext4 holds the inode lock through the copy), and a
-// worker waiting for that lock in the kernel spins on its core (~9% of a restore's CPU): waiting
-// here sleeps instead, leaving the core to the main thread and the kernel's writeback.
-const writeLock = new SharedMutex(init.writeLock);
-const codec = new BlobCodec(init.key ? { dataKey: Buffer.from(init.key.dataKey), idKey: Buffer.from(init.key.idKey) } : null, init.level);
-const packs = new PackAssembler(codec, init.packSize);
+interface WorkerState {
+  // A file takes one buffered write at a time (ext4 holds the inode lock through the copy), and a
+  // worker waiting for that lock in the kernel spins on its core (~9% of a restore's CPU): waiting
+  // here sleeps instead, leaving the core to the main thread and the kernel's writeback.
+  readonly writeLock: SharedMutex;
+  readonly codec: BlobCodec;
+  readonly packs: PackAssembler;
+}
+
+let state: WorkerState | undefined;
+
+function setUp(settings: WorkerSettings): WorkerState {
+  const { key, level, packSize, writeLock } = settings;
+  const codec = new BlobCodec(key ? { dataKey: Buffer.from(key.dataKey), idKey: Buffer.from(key.idKey) } : null, level);
+  return { writeLock: new SharedMutex(writeLock), codec, packs: new PackAssembler(codec, packSize) };
+}
+
+function ready(): WorkerState {
+  if (!state) throw new Error('chunk worker used before its init message');
+  return state;
+}
 // Batches hashed but not yet sealed, by batch number, with their slot ids.
 const held = new Map<number, { buf: Buffer; chunkSize: number; ids: Buffer }>();
 // The main thread's shared buffers, by slab number, and the pack slots it already holds.
@@ -115,6 +131,7 @@ const MAX_WRITE = 512 * 1024;
 const PAGE = 4096;
 
 function openSpan(msg: Extract<WorkerRequest, { op: 'open' }>): void {
+  const { codec } = ready();
   const span = borrow(msg.loan);
   const need = msg.blobs.reduce((sum, b) => sum + (b.flags ? b.rawLength : 0), 0);
   if (plainBuf.length < need) plainBuf = Buffer.allocUnsafeSlow(need);
@@ -162,6 +179,7 @@ function pushNonZero(writes: { offset: number; plain: Buffer }[], offset: number
 
 /** Writes plaintexts at their offsets: one pwritev per run of back-to-back targets, adjacent buffers merged. */
 function writeRuns(fd: number, writes: { offset: number; plain: Buffer }[]): void {
+  const { writeLock } = ready();
   writes.sort((a, b) => a.offset - b.offset);
   for (let i = 0; i < writes.length; ) {
     const position = writes[i]!.offset;
@@ -203,6 +221,11 @@ function writeAll(fd: number, iov: Buffer[], position: number): void {
 }
 
 function handle(msg: WorkerRequest): void {
+  if (msg.op === 'init') {
+    state = setUp(msg.settings);
+    return;
+  }
+  const { codec, packs } = ready();
   switch (msg.op) {
     case 'open':
       return openSpan(msg);

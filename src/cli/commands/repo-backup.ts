@@ -7,6 +7,7 @@ import type { Command } from 'commander';
 import { ApiClient } from '../../api/api-client.js';
 import { UsageError } from '../../core/errors.js';
 import { formatSize, parseSize } from '../../core/size.js';
+import { ChunkPool } from '../../repo/chunk-pool.js';
 import { runBackup } from '../../repo/backup-engine.js';
 import type { Manifest } from '../../repo/manifest.js';
 import { openJobSource } from '../../jobs/sources/open-job-source.js';
@@ -43,6 +44,8 @@ previous backup (the first one is full); so do nbd:// backups given --bitmap.`)
       const disk = flags.disk ?? (spec.startsWith('disk:') ? spec.slice('disk:'.length) : undefined);
       if (!disk) throw new UsageError(`--disk NAME is required for source '${spec}'`);
       const rate = flags.rateLimit !== undefined ? parseSize(flags.rateLimit, '--rate-limit') : undefined;
+      // The chunk workers load while the repository opens (a passphrase's scrypt, the catalog).
+      ChunkPool.prestart();
       const repo = await openRepo(flags);
       const controller = new AbortController();
       // Every read in flight (a batch reads its runs at once, several batches run) listens for abort.

@@ -19,6 +19,7 @@ import type { Manifest } from '../../repo/manifest.js';
 import type { Repository } from '../../repo/repository.js';
 import { restoreImageFile } from '../../repo/restore-file.js';
 import { createProgress } from '../progress.js';
+import { ChunkPool } from '../../repo/chunk-pool.js';
 import { addRepoOptions, openRepo, printJson, repoPath, type RepoFlags } from '../repo-options.js';
 
 interface RestoreFlags extends RepoFlags {
@@ -64,6 +65,8 @@ file path (or FLEECE_PASSWORD) are sent over the owner-only API socket and kept,
       if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 256) throw new UsageError(`invalid --concurrency '${flags.concurrency}': expected 1-256`);
       if (flags.live) return liveRestore(id, spec, flags);
       if (flags.wait || flags.rateLimit !== undefined) throw new UsageError('--wait and --rate-limit apply to --live only');
+      // An image file is written by the chunk workers: start them while the repository opens.
+      if (!flags.verifyOnly && !isDeviceSpec(spec)) ChunkPool.prestart();
       const repo = await openRepo(flags);
       const controller = new AbortController();
       setMaxListeners(4 * concurrency + 16, controller.signal); // each request in flight listens for abort
@@ -105,6 +108,11 @@ file path (or FLEECE_PASSWORD) are sent over the owner-only API socket and kept,
         repo.close();
       }
     });
+}
+
+/** An NBD export or a daemon disk, as opposed to an image file. */
+function isDeviceSpec(spec: string): boolean {
+  return /^nbds?(\+unix)?:\/\//.test(spec) || spec.startsWith('disk:');
 }
 
 async function openTarget(spec: string, manifest: Manifest, flags: RestoreFlags): Promise<Target> {

@@ -100,10 +100,10 @@ export class ChunkPool {
       const packSlots = new Map<number, SharedArrayBuffer>();
       worker.on('message', (reply: WorkerReply) => {
         if (reply.op === 'pack') {
-          const { slot, sab, length, trailerAt, id } = reply;
+          const { slot, sab, offset, length, trailerAt, id } = reply;
           if (sab) packSlots.set(slot, sab);
           const buf = packSlots.get(slot);
-          if (buf) options.onPack?.({ slot, buf, length, trailerAt, id }, i);
+          if (buf) options.onPack?.({ slot, buf, offset, length, trailerAt, id }, i);
           else this.#failure ??= new RepoError('EINVALID', `chunk worker sent pack slot ${slot} without its buffer`);
           return;
         }

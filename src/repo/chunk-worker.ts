@@ -54,7 +54,7 @@ export type WorkerReply =
    * A finished pack, sent unasked (batch -1) before the reply of the request that filled it: in
    * [0, length) of the worker's pack buffer `slot`; `sab` comes with a slot's first pack only.
    */
-  | { readonly op: 'pack'; readonly batch: number; readonly slot: number; readonly sab?: SharedArrayBuffer; readonly length: number; readonly trailerAt: number; readonly id: string }
+  | { readonly op: 'pack'; readonly batch: number; readonly slot: number; readonly sab?: SharedArrayBuffer; readonly offset: number; readonly length: number; readonly trailerAt: number; readonly id: string }
   /** `errors[i]` says why blob i failed its checks (and was not written); the loan ends with this reply. */
   | { readonly op: 'opened'; readonly batch: number; readonly written: number; readonly errors: (string | undefined)[] }
   | { readonly op: 'error'; readonly batch: number; readonly message: string };
@@ -111,10 +111,10 @@ function send(reply: WorkerReply, transfer: ArrayBuffer[] = []): void {
 
 /** Sends finished packs ahead of the reply, so the main thread starts their uploads first. */
 function sendPacks(finished: AssembledPack[]): void {
-  for (const { slot, buf, length, trailerAt, id } of finished) {
+  for (const { slot, buf, offset, length, trailerAt, id } of finished) {
     const sab = packSlotsSent.has(slot) ? undefined : buf;
     packSlotsSent.add(slot);
-    send({ op: 'pack', batch: -1, slot, sab, length, trailerAt, id });
+    send({ op: 'pack', batch: -1, slot, sab, offset, length, trailerAt, id });
   }
 }
 

@@ -7,13 +7,19 @@
 // external memory each time, and V8 answers that with a full garbage collection, about two per
 // pack.)
 
+import { pageAlignedBuffer } from '../core/page-aligned.js';
 import { storedBound, type BlobCodec } from './blob-codec.js';
 import { encodeTrailer, packHeader, packIdOf, PACK_HEADER_SIZE, type PackEntry } from './pack-format.js';
 
-/** A finished pack: `buf` (the assembler's buffer `slot`) holds it in [0, length); the trailer starts at `trailerAt`. */
+/**
+ * A finished pack: `buf` (the assembler's buffer `slot`) holds it in [offset, offset + length),
+ * at a page boundary (so a local store writes it to disk with O_DIRECT without a bounce copy);
+ * the trailer starts `trailerAt` bytes into the pack.
+ */
 export interface AssembledPack {
   readonly slot: number;
   readonly buf: SharedArrayBuffer;
+  readonly offset: number;
   readonly length: number;
   readonly trailerAt: number;
   readonly id: string;
@@ -22,9 +28,10 @@ export interface AssembledPack {
 export class PackAssembler {
   readonly #codec: BlobCodec;
   readonly #targetSize: number;
-  // Pack buffers by slot, and the slots free for the next pack (the main thread hands uploaded
-  // ones back). Never dropped: their number is bounded by the packs in flight.
-  readonly #slabs: SharedArrayBuffer[] = [];
+  // Pack buffers by slot (page-aligned views of SharedArrayBuffers), and the slots free for the
+  // next pack (the main thread hands uploaded ones back). Never dropped: their number is bounded
+  // by the packs in flight.
+  readonly #slabs: Buffer[] = [];
   readonly #free: number[] = [];
   // The open pack: its buffer, fill level, entries so far.
   #buf: Buffer | undefined;
@@ -66,7 +73,7 @@ export class PackAssembler {
     let slot = this.#slot;
     if (trailerAt + trailer.length > buf.length) {
       slot = this.#take(trailerAt + trailer.length);
-      out = Buffer.from(this.#slabs[slot]!);
+      out = this.#slabs[slot]!;
       buf.copy(out, 0, 0, trailerAt);
       this.recycle(this.#slot);
     }
@@ -76,7 +83,7 @@ export class PackAssembler {
     this.#buf = undefined;
     this.#size = PACK_HEADER_SIZE;
     this.#entries = [];
-    return { slot, buf: this.#slabs[slot]!, length, trailerAt, id };
+    return { slot, buf: out.buffer as SharedArrayBuffer, offset: out.byteOffset, length, trailerAt, id };
   }
 
   /** Takes back a pack buffer once it is uploaded. */
@@ -92,7 +99,7 @@ export class PackAssembler {
   /** A buffer for a new pack, its header written. */
   #start(bound: number): Buffer {
     this.#slot = this.#take(this.#capacity(bound));
-    const buf = Buffer.from(this.#slabs[this.#slot]!);
+    const buf = this.#slabs[this.#slot]!;
     const header = packHeader();
     header.copy(buf, 0);
     return buf;
@@ -100,9 +107,9 @@ export class PackAssembler {
 
   /** A free slot whose buffer holds `need` bytes, or a new one. */
   #take(need: number): number {
-    const at = this.#free.findIndex((slot) => this.#slabs[slot]!.byteLength >= need);
+    const at = this.#free.findIndex((slot) => this.#slabs[slot]!.length >= need);
     if (at >= 0) return this.#free.splice(at, 1)[0]!;
-    this.#slabs.push(new SharedArrayBuffer(need));
+    this.#slabs.push(pageAlignedBuffer(need, true));
     return this.#slabs.length - 1;
   }
 }

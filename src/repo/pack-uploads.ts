@@ -83,9 +83,9 @@ export class PackUploads {
   }
 
   async #upload(pack: AssembledPack, release: () => void): Promise<void> {
-    const bytes = new Uint8Array(pack.buf, 0, pack.length);
+    const bytes = new Uint8Array(pack.buf, pack.offset, pack.length);
     // Copies: the buffer may be refilled before the put settles.
-    const entries = decodeTrailer(Buffer.from(pack.buf, pack.trailerAt, pack.length - pack.trailerAt), `pack ${pack.id}`);
+    const entries = decodeTrailer(Buffer.from(pack.buf, pack.offset + pack.trailerAt, pack.length - pack.trailerAt), `pack ${pack.id}`);
     await this.#store.put(packKey(pack.id), bytes, { ifAbsent: true, signal: this.#signal, onDataReleased: release });
     this.#packs++;
     this.#bytes += pack.length;

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import { blake3 } from '@napi-rs/blake-hash';
+import { loadNative } from '../../src/core/native.js';
 import { BlobCodec, BlobType, FLAG_ZSTD } from '../../src/repo/blob-codec.js';
 import { generateMasterKey } from '../../src/repo/keys.js';
 import { PackAssembler, type AssembledPack } from '../../src/repo/pack-assembler.js';
@@ -44,7 +45,9 @@ for (const encrypted of [false, true]) {
 
     const seen = new Set<string>();
     for (const pack of finished) {
-      const bytes = Buffer.from(pack.buf, 0, pack.length);
+      const bytes = Buffer.from(pack.buf, pack.offset, pack.length);
+      // A page boundary lets the local store write the pack with O_DIRECT straight from the buffer.
+      assert.equal(loadNative().pageOffset(bytes) % 4096, 0, 'pack starts at a page boundary');
       assert.ok(bytes.subarray(0, 8).equals(PACK_MAGIC));
       const header = bytes.subarray(0, PACK_HEADER_SIZE);
       const trailer = bytes.subarray(pack.trailerAt);
@@ -73,7 +76,7 @@ test('a pack matches its id until its header or trailer changes; whole-pack ids 
     assembler.add(codec.idOf(plain), BlobType.chunk, plain, finished);
   }
   const pack = assembler.finish()!;
-  const bytes = Buffer.from(Buffer.from(pack.buf, 0, pack.length));
+  const bytes = Buffer.from(Buffer.from(pack.buf, pack.offset, pack.length));
   assert.ok(packMatchesId(bytes, pack.id));
   for (const at of [12, pack.trailerAt + 40, pack.length - 20]) {
     const damaged = Buffer.from(bytes);

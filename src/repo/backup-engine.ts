@@ -5,6 +5,7 @@
 
 import { availableParallelism } from 'node:os';
 import { throwIfAborted } from '../core/errors.js';
+import { BackupLanes, type Run } from './backup-order.js';
 import type { BackupSource } from './backup-source.js';
 import { BlobType } from './blob-codec.js';
 import { ChunkPool } from './chunk-pool.js';
@@ -47,6 +48,8 @@ const BATCH_BYTES = 4 * 1024 * 1024;
  * the uploads run on while the workers go ahead (two left them idle half that time).
  */
 const UPLOADS_IN_FLIGHT = 4;
+/** Work left in one lane that a second lane may take half of (see backup-order.ts). */
+const MIN_LANE_SPLIT = 64 * 1024 * 1024;
 
 export async function runBackup(repo: Repository, source: BackupSource, options: BackupOptions): Promise<Manifest> {
   const { signal } = options;
@@ -120,7 +123,6 @@ export async function runBackup(repo: Repository, source: BackupSource, options:
     // round trip and index update covers many of them); its reads are all in flight at once,
     // which is what keeps a cold disk or an NBD source busy.
     const processBatch = async (runs: readonly Run[]): Promise<void> => {
-      await uploads.ready();
       throwIfAborted(signal);
       const layout = runs.map(([first, count]) => ({ first, count, length: Math.min(count * chunkSize, source.size - first * chunkSize) }));
       const length = layout.reduce((sum, r) => sum + r.length, 0);
@@ -166,6 +168,9 @@ export async function runBackup(repo: Repository, source: BackupSource, options:
             fresh.push(i);
           }
         }
+        // Pack buffers bound memory: wait for one only when there is something to seal (zeros
+        // and known chunks go on meanwhile).
+        if (fresh.length > 0) await uploads.ready();
         // Batches run concurrently: read the sum only after the await, or updates are lost.
         const sealedBytes = await pool.seal(hashed.handle, fresh);
         newBytes += sealedBytes;
@@ -181,7 +186,15 @@ export async function runBackup(repo: Repository, source: BackupSource, options:
       options.onProgress?.({ bytesDone, bytesTotal: source.size, newChunks, newBytes });
     };
 
-    await runBounded(batches(todoSlots, Math.max(1, Math.floor(BATCH_BYTES / chunkSize))), processBatch, (options.workers ?? availableParallelism()) * 3, signal);
+    const lanes = new BackupLanes(todoSlots, Math.max(1, Math.floor(BATCH_BYTES / chunkSize)), Math.ceil(MIN_LANE_SPLIT / chunkSize));
+    const perLane = Math.max(1, Math.ceil(((options.workers ?? availableParallelism()) * 3) / 2));
+    const laneRuns = await Promise.allSettled(([0, 1] as const).map((lane) =>
+      runBounded(lanes.batches(lane), processBatch, perLane, signal).catch((err: unknown) => {
+        lanes.stop();
+        throw err;
+      }),
+    ));
+    for (const run of laneRuns) if (run.status === 'rejected') throw run.reason;
     const root = index.root();
     const rootId = repo.codec.idOf(root);
     await storeBlob(rootId, BlobType.root, root);
@@ -232,29 +245,6 @@ function changedSlots(slots: number, chunkSize: number, changed: BackupOptions['
     else runs.push([s, 1]);
   }
   return runs;
-}
-
-/** A run of slots: [first slot, count]. */
-type Run = [number, number];
-
-/** Groups runs into batches of at most `perBatch` slots, splitting long runs (runBounded's argument tuples). */
-function* batches(runs: readonly Run[], perBatch: number): Generator<[Run[]]> {
-  let batch: Run[] = [];
-  let inBatch = 0;
-  for (const [first, count] of runs) {
-    for (let s = first; s < first + count; ) {
-      const take = Math.min(perBatch - inBatch, first + count - s);
-      batch.push([s, take]);
-      inBatch += take;
-      s += take;
-      if (inBatch === perBatch) {
-        yield [batch];
-        batch = [];
-        inBatch = 0;
-      }
-    }
-  }
-  if (batch.length > 0) yield [batch];
 }
 
 /** Per slot of the run: true when the source's block status says it reads as zero. */

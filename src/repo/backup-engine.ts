@@ -5,7 +5,7 @@
 
 import { availableParallelism } from 'node:os';
 import { throwIfAborted } from '../core/errors.js';
-import { BackupLanes, type Run } from './backup-order.js';
+import { runInLanes, WorkLanes, type Run } from './work-lanes.js';
 import type { BackupSource } from './backup-source.js';
 import { BlobType } from './blob-codec.js';
 import { ChunkPool } from './chunk-pool.js';
@@ -16,7 +16,6 @@ import { Lease } from './leases.js';
 import type { Manifest } from './manifest.js';
 import { PackUploads } from './pack-uploads.js';
 import { Repository } from './repository.js';
-import { runBounded } from './run-bounded.js';
 
 export interface BackupProgress {
   readonly bytesDone: number;
@@ -48,7 +47,7 @@ const BATCH_BYTES = 4 * 1024 * 1024;
  * the uploads run on while the workers go ahead (two left them idle half that time).
  */
 const UPLOADS_IN_FLIGHT = 4;
-/** Work left in one lane that a second lane may take half of (see backup-order.ts). */
+/** Work left in one lane that a second lane may take half of (see work-lanes.ts). */
 const MIN_LANE_SPLIT = 64 * 1024 * 1024;
 
 export async function runBackup(repo: Repository, source: BackupSource, options: BackupOptions): Promise<Manifest> {
@@ -186,15 +185,9 @@ export async function runBackup(repo: Repository, source: BackupSource, options:
       options.onProgress?.({ bytesDone, bytesTotal: source.size, newChunks, newBytes });
     };
 
-    const lanes = new BackupLanes(todoSlots, Math.max(1, Math.floor(BATCH_BYTES / chunkSize)), Math.ceil(MIN_LANE_SPLIT / chunkSize));
+    const lanes = new WorkLanes(todoSlots, Math.max(1, Math.floor(BATCH_BYTES / chunkSize)), Math.ceil(MIN_LANE_SPLIT / chunkSize));
     const perLane = Math.max(1, Math.ceil(((options.workers ?? availableParallelism()) * 3) / 2));
-    const laneRuns = await Promise.allSettled(([0, 1] as const).map((lane) =>
-      runBounded(lanes.batches(lane), processBatch, perLane, signal).catch((err: unknown) => {
-        lanes.stop();
-        throw err;
-      }),
-    ));
-    for (const run of laneRuns) if (run.status === 'rejected') throw run.reason;
+    await runInLanes(lanes, processBatch, perLane, signal);
     const root = index.root();
     const rootId = repo.codec.idOf(root);
     await storeBlob(rootId, BlobType.root, root);

@@ -1,8 +1,10 @@
-// The order a backup reads its slots in: two lanes through the disk at once. Stretches of a
-// disk differ in what they cost: incompressible data is bound by the store's bandwidth (the
-// workers only hash it and copy it into packs, and sit half idle), compressible data by the CPUs
-// (zstd), zeros by neither. Read in disk order, a long stretch of one kind leaves the other
-// resource idle for as long as it lasts; two lanes far apart let one kind overlap another.
+// The order a backup goes through a disk's slots in: two lanes at once. Stretches of a disk
+// differ in what they cost: incompressible data is bound by the store's bandwidth (the workers
+// only hash it and copy it into packs, and sit half idle), compressible data by the CPUs (zstd),
+// zeros by neither. Taken in disk order, a long stretch of one kind leaves the other resource
+// idle for as long as it lasts; two lanes far apart let one kind overlap another. (A restore
+// keeps both cores busy in either kind of stretch, so it reads in disk order: two lanes measured
+// no faster there.)
 //
 // Each lane keeps its own batches in flight, so each goes at its own pace, and they share the
 // work by stealing: the second lane starts with the second half of all of it, and a lane that
@@ -10,13 +12,15 @@
 // split. (Batches taken from the two lanes in turn would hold the faster lane to the pace of the
 // slower one, and a stretch of zeros would end together with the stretch of random data.)
 
+import { runBounded } from './run-bounded.js';
+
 /** A run of slots: [first slot, count]. */
 export type Run = [number, number];
 
 /** A lane's work: runs in disk order, the first one partly done. */
 type Lane = Run[];
 
-export class BackupLanes {
+export class WorkLanes {
   readonly #lanes: [Lane, Lane];
   readonly #perBatch: number;
   readonly #minSplit: number;
@@ -46,6 +50,21 @@ export class BackupLanes {
   stop(): void {
     this.#stopped = true;
   }
+}
+
+/**
+ * Runs `fn` over both lanes' batches, `perLane` at a time in each lane; the first failure stops
+ * both lanes and is rethrown once everything in flight settled.
+ */
+export async function runInLanes(lanes: WorkLanes, fn: (batch: Run[]) => Promise<void>, perLane: number, signal?: AbortSignal): Promise<void> {
+  // Stop at the failure itself, not once the failing lane's other batches settled.
+  const guarded = (batch: Run[]): Promise<void> =>
+    fn(batch).catch((err: unknown) => {
+      lanes.stop();
+      throw err;
+    });
+  const settled = await Promise.allSettled(([0, 1] as const).map((lane) => runBounded(lanes.batches(lane), guarded, perLane, signal)));
+  for (const lane of settled) if (lane.status === 'rejected') throw lane.reason;
 }
 
 /** Removes and returns the first `perBatch` slots of a lane (across runs). */

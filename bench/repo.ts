@@ -15,27 +15,36 @@ import { median, ratioCell, table, writeSection } from './lib/report.js';
 const MIB = 2 ** 20;
 
 /** Profile notes (\`node --cpu-prof\` on the CLI, workers included, 1 GiB version of the image). */
-const WHERE_THE_TIME_GOES = `Where the time goes (\`node --cpu-prof\`, \`perf record\` and per-thread CPU from /proc on
-\`fleece backup\` of this 4 GiB image, worker threads included; wall clock on this shared machine
-swings 20-40% between runs, restic's with it): a full backup costs ~9.5-11 CPU-s (restic 0.14:
-~32). The two chunk workers spend most of their busy time in zstd level 1 on the text quarter
-(~175 MB/s per core on this text: the \`zstd -b1 -B64K\` CLI gets 180-200, and its negative levels
-are no faster here, so this is zstd's own speed), then in BLAKE3 chunk ids (~1.2 GB/s per core).
-The incompressible quarter is bound by the pipeline and the disk, not the CPUs: packs go out with
-O_DIRECT (1 GB/s at best into new files here; a buffered write into fresh page-cache pages ran
-at ~100 MB/s on this VM) while the workers are idle a third of the time. Costs found and removed:
-reads of the image into buffers that V8 had placed 16 bytes into a page (malloc's chunk header),
-where the kernel's copy from the page cache runs ~5x slower on this AMD EPYC (2 GiB: 1.0 CPU-s,
-now 0.2 with page-aligned buffers); CRC32 through Node's zlib at ~2-3 GB/s (now ~9 with
-carry-less multiplication); raw chunks copied into packs word by word, as V8 copies between
-SharedArrayBuffers (~2 GB/s; now memcpy); every pack crossing from a worker as a freshly
-transferred buffer, which V8 answered with a full GC about twice per pack; pack ids hashing every
-stored byte a second time; a compressibility probe before every chunk. What remains besides zstd
-is first-touch memory: this VM hands freed memory back to its host, and memory it must fetch
-again costs 1-14 µs per KiB on first touch (one run of the same backup took 8.3 s with 5.8 s of
-system time, the next 5.2 s with 1.2 s), so the ~400 MiB a backup uses (six 32 MiB pack buffers,
-batch buffers, three V8 heaps) weighs more here than its size suggests. Process start and module
-loading take ~0.3 s before the first read, the workers' start ~0.1 s more.
+const WHERE_THE_TIME_GOES = `Where the time goes (\`perf record\` per thread, \`node --cpu-prof\` and A/B runs of
+\`fleece backup\` and \`fleece restore\` of this 4 GiB image, worker threads included; wall clock on
+this shared machine swings 5-20% between runs, restic's with it): a full backup costs ~5 CPU-s
+(restic 0.14: ~30). zstd level 1 on the text quarter takes ~2.8 of them (~375 MB/s per core on
+this text; the \`zstd -b1 -B64K\` CLI gets ~335, and negative levels or other hashLog/minMatch
+settings are no faster here), BLAKE3 chunk ids ~0.55, AES-256-GCM ~0.3 when encrypted, V8's
+optimizing compiler ~0.3 (on its own threads), the main thread ~0.5 (SQLite ~0.1 of it). The
+incompressible quarter is bound by the store instead: packs go out with O_DIRECT at 1.4-1.8 GB/s
+here, and read in disk order it left the workers half idle for ~0.8 s. So a backup goes through
+the disk in two lanes that take halves of each other's work (work-lanes.ts): the random quarter
+now overlaps the zeros and then the text, and both cores stay busy from the first batch to the
+last (A/B: 2.83 s vs 2.94 s plain, 2.90 s vs 3.06 s encrypted). Other costs removed: a pack's
+buffer waited for the fsync and rename of its file before the worker could refill it (a put took
+55-99 ms with three in flight, its write 35-56 ms); it now goes back once written (A/B: 2.96 s vs
+3.08 s); every pack was copied through the O_DIRECT bounce buffer (packs are now built at a page
+boundary and written from where they are: ~0.1 CPU-s less); the workers loaded their modules only
+after the passphrase's scrypt and the catalog (they now start first thing); reads of the image
+into buffers that V8 had placed 16 bytes into a page (malloc's chunk header), where the kernel's
+copy from the page cache runs ~5x slower on this AMD EPYC (now page-aligned); CRC32 through
+Node's zlib at ~2-3 GB/s (now ~9 with carry-less multiplication); raw chunks copied into packs
+word by word, as V8 copies between SharedArrayBuffers (now memcpy); every pack crossing from a
+worker as a freshly transferred buffer, which V8 answered with a full GC about twice per pack;
+pack ids hashing every stored byte a second time; a compressibility probe before every chunk.
+Tried and not kept: more uploads in flight (6 or 8: no faster once buffers come back early, and 8
+took peak RSS to 506 MiB), larger batches or twice the batches in flight (within noise), and
+\`node --no-opt\` (1.5-3% faster for a backup or a restore, but process-wide). First-touch memory
+still weighs: this VM hands freed memory back to its host, and memory it must fetch again costs
+1-14 µs per KiB on first touch (the first read of the image's 2 GiB of holes into an empty page
+cache cost 5 s of system time). Process start and module loading take ~0.15 s before the first
+read.
 A restore costs 3.5-5.9 CPU-s per GiB, more than half of it kernel time (restic: 3.2-7.6, and
 it writes the holes as zeros): workers spend ~60% of their busy time in zstd decompression and
 ~25% in BLAKE3 verification, then write the plaintexts themselves with \`pwritev\` (no copy back
@@ -64,8 +73,12 @@ buffered. Encryption (AES-256-GCM) adds ~22 µs per 64 KiB blob sealed (~3 GB/s,
 speed here) and about as much per blob opened: the addon keeps one expanded key per worker and
 seals in place in the pack. Through node:crypto, a Cipheriv per blob with its output copied into
 the pack, it had cost ~65 µs (~1 GB/s), and encrypted backups ran 1.3-1.6 s behind plain ones.
-Which of the two fleece configurations runs faster in one run is noise: they do the same work
-but for the cipher, and the same backup repeated here ranged 5.0-5.9 s.`;
+Two more restore designs measured slower and not kept: writing the image with O_DIRECT from the
+workers (3.1-3.3 s vs 2.1-2.3 s: the workers wait on the disk, and system time fell only from 1.24
+to 1.07 s, ext4's delayed allocation and extent bookkeeping staying), and two lanes as in backup
+(2.07 s vs 2.06 s: a restore keeps both cores busy in either kind of stretch). Which of the two
+fleece configurations runs faster in one run is mostly noise: they do the same work but for the
+cipher (~0.1-0.3 s of a backup or a restore), and the same backup repeated here ranged 2.8-3.1 s.`;
 const SIZE = Math.max(64 * MIB, Math.floor(parseSize(process.env.BENCH_SIZE ?? '4G', 'BENCH_SIZE') / (16 * MIB)) * 16 * MIB);
 const CLONES = Number(process.env.BENCH_CLONES ?? 10);
 /** Runs of (1) and (3) per tool; the median is reported. */

@@ -18,8 +18,8 @@ const MIB = 2 ** 20;
 const WHERE_THE_TIME_GOES = `Where the time goes (\`perf record\` per thread, \`node --cpu-prof\` and A/B runs of
 \`fleece backup\` and \`fleece restore\` of this 4 GiB image, worker threads included; wall clock on
 this shared machine swings 5-20% between runs, restic's with it): a full backup costs ~5 CPU-s
-(restic 0.14: ~30). zstd level 1 on the text quarter takes ~2.8 of them (~375 MB/s per core on
-this text; the \`zstd -b1 -B64K\` CLI gets ~335, and negative levels or other hashLog/minMatch
+(restic 0.14, by time(1): ~21). zstd level 1 on the text quarter takes ~2.8 of them (~375 MB/s
+per core on this text; the \`zstd -b1 -B64K\` CLI gets ~335, and negative levels or hashLog/minMatch
 settings are no faster here), BLAKE3 chunk ids ~0.55, AES-256-GCM ~0.3 when encrypted, V8's
 optimizing compiler ~0.3 (on its own threads), the main thread ~0.5 (SQLite ~0.1 of it). The
 incompressible quarter is bound by the store instead: packs go out with O_DIRECT at 1.4-1.8 GB/s

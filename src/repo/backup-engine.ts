@@ -123,6 +123,7 @@ export async function runBackup(repo: Repository, source: BackupSource, options:
     // which is what keeps a cold disk or an NBD source busy.
     const processBatch = async (runs: readonly Run[]): Promise<void> => {
       throwIfAborted(signal);
+      uploads.throwIfFailed(); // zeros and known chunks never wait in ready(), which would rethrow it
       const layout = runs.map(([first, count]) => ({ first, count, length: Math.min(count * chunkSize, source.size - first * chunkSize) }));
       const length = layout.reduce((sum, r) => sum + r.length, 0);
       const slotsInBatch = layout.reduce((sum, r) => sum + r.count, 0);

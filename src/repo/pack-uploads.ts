@@ -70,16 +70,16 @@ export class PackUploads {
    */
   async ready(): Promise<void> {
     while (this.#buffersOut >= this.#maxInFlight || this.#uploads.size >= 2 * this.#maxInFlight) {
-      this.#throwIfFailed();
+      this.throwIfFailed();
       await this.#nextChange();
     }
-    this.#throwIfFailed();
+    this.throwIfFailed();
   }
 
   /** Waits for every upload; rethrows the first failure. */
   async drain(): Promise<void> {
     while (this.#uploads.size > 0) await Promise.allSettled([...this.#uploads]);
-    this.#throwIfFailed();
+    this.throwIfFailed();
   }
 
   async #upload(pack: AssembledPack, release: () => void): Promise<void> {
@@ -107,7 +107,8 @@ export class PackUploads {
     changed?.resolve();
   }
 
-  #throwIfFailed(): void {
+  /** Rethrows the first upload failure, if any (for work that does not wait in ready()). */
+  throwIfFailed(): void {
     if (this.#failure) throw this.#failure.err;
   }
 }

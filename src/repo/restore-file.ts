@@ -3,8 +3,10 @@
 // synced, unless told not to). An interrupted or failed restore removes its temporary file, and
 // a file already at the target keeps its contents, mode and owner until the new image replaces it.
 // Targets that are not regular files (block devices) are written in place: they cannot be renamed.
+// A restore killed outright (kill -9, a crash) cannot remove its temporary file: the next restore
+// to the same target removes it, once its process is gone and it has not changed for an hour.
 
-import { chmod, chown, open, realpath, rename, stat, unlink } from 'node:fs/promises';
+import { chmod, chown, open, readdir, realpath, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { syncDir } from '../core/sync-dir.js';
 import type { Manifest } from './manifest.js';
@@ -23,6 +25,7 @@ export async function restoreImageFile(repo: Repository, manifest: Manifest, tar
   // Through a symlink, the file it points to is the one replaced.
   const path = existing ? await realpath(target) : target;
   const temp = join(dirname(path), `${RESTORE_TEMP_PREFIX}${process.pid}-${basename(path)}`);
+  await sweepStaleTemps(dirname(path), basename(path));
   // A file already there was safe: its replacement is synced before the rename even when asked
   // not to sync, or a crash could leave the new name on unwritten blocks.
   const sync = existing ? true : (options.sync ?? true);
@@ -43,4 +46,39 @@ export async function restoreImageFile(repo: Repository, manifest: Manifest, tar
   }
   // The new name is durable only once the directory is: the image itself was synced before.
   if (sync) await syncDir(dirname(path));
+}
+
+/** Left alone: a temporary file this recent may belong to a restore on another host (a shared directory). */
+const STALE_AFTER_MS = 60 * 60 * 1000;
+
+/**
+ * Removes the temporary files of earlier restores to `name` in `dir` whose process no longer
+ * runs on this host and which have not changed for STALE_AFTER_MS. Best effort: a file it cannot
+ * judge or remove stays.
+ */
+async function sweepStaleTemps(dir: string, name: string): Promise<void> {
+  const pattern = new RegExp(`^${escapeRegExp(RESTORE_TEMP_PREFIX)}(\\d+)-${escapeRegExp(name)}$`);
+  const entries = await readdir(dir).catch(() => [] as string[]);
+  for (const entry of entries) {
+    const pid = Number(pattern.exec(entry)?.[1]);
+    if (!Number.isSafeInteger(pid) || pid <= 0 || pid === process.pid || processRuns(pid)) continue;
+    const path = join(dir, entry);
+    const st = await stat(path).catch(() => undefined);
+    if (!st?.isFile() || Date.now() - st.mtimeMs < STALE_AFTER_MS) continue;
+    await unlink(path).catch(() => undefined);
+  }
+}
+
+/** Whether a process with this pid exists on this host (EPERM: it does, owned by someone else). */
+function processRuns(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code !== 'ESRCH';
+  }
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }

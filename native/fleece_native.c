@@ -205,14 +205,10 @@ static napi_value copy_into(napi_env env, napi_callback_info info) {
 #define DIRECT_ALIGN 4096
 
 typedef struct {
-  napi_async_work work;
-  napi_deferred deferred;
-  napi_ref buffer_ref;
+  pool_job job; /* first: freed with it; keeps the buffer alive until the write completes */
   int fd;
   const uint8_t *data;
   size_t length;
-  int err;
-  const char *syscall;
 } direct_write;
 
 /*
@@ -260,7 +256,7 @@ static int write_all(int fd, const uint8_t *buf, size_t length, off_t offset) {
 /*
  * Writes the whole of w's data: when the caller's buffer starts at a block boundary (packs are
  * built in page-aligned buffers), all whole blocks straight from it, and only the tail through
- * `bounce`; otherwise everything through `bounce`. Sets w->err and w->syscall on failure.
+ * `bounce`; otherwise everything through `bounce`. Sets the job's err and syscall on failure.
  */
 static void write_through(direct_write *w, uint8_t *bounce) {
   size_t done = 0;
@@ -268,8 +264,8 @@ static void write_through(direct_write *w, uint8_t *bounce) {
     done = w->length & ~(size_t)(DIRECT_ALIGN - 1);
     int err = write_all(w->fd, w->data, done, 0);
     if (err != 0) {
-      w->err = err;
-      w->syscall = "pwrite";
+      w->job.err = err;
+      w->job.syscall = "pwrite";
       return;
     }
   }
@@ -280,48 +276,32 @@ static void write_through(direct_write *w, uint8_t *bounce) {
     memset(bounce + n, 0, padded - n);
     int err = write_all(w->fd, bounce, padded, (off_t)done);
     if (err != 0) {
-      w->err = err;
-      w->syscall = "pwrite";
+      w->job.err = err;
+      w->job.syscall = "pwrite";
       return;
     }
     done += n;
   }
   if (ftruncate(w->fd, (off_t)w->length) != 0) {
-    w->err = errno;
-    w->syscall = "ftruncate";
+    w->job.err = errno;
+    w->job.syscall = "ftruncate";
   }
 }
 
-static void direct_write_execute(napi_env env, void *arg) {
-  direct_write *w = arg;
+static void direct_write_run(pool_job *job) {
+  direct_write *w = (direct_write *)job;
   uint8_t *bounce = take_bounce();
   if (bounce == NULL) {
-    w->err = ENOMEM;
-    w->syscall = "posix_memalign";
+    job->err = ENOMEM;
+    job->syscall = "posix_memalign";
     return;
   }
   write_through(w, bounce);
   give_bounce(bounce);
 }
 
-static void direct_write_complete(napi_env env, napi_status status, void *arg) {
-  direct_write *w = arg;
-  napi_value result = NULL;
-  if (status == napi_ok && w->err == 0) {
-    napi_get_undefined(env, &result);
-    napi_resolve_deferred(env, w->deferred, result);
-  } else {
-    result = errno_error(env, w->syscall != NULL ? w->syscall : "writeDirect", w->err != 0 ? w->err : ECANCELED);
-    if (result == NULL) napi_get_undefined(env, &result);
-    napi_reject_deferred(env, w->deferred, result);
-  }
-  napi_delete_reference(env, w->buffer_ref);
-  napi_delete_async_work(env, w->work);
-  free(w);
-}
-
 static napi_value write_direct(napi_env env, napi_callback_info info) {
-  napi_value argv[3], promise, name;
+  napi_value argv[3];
   int fd;
   uint8_t *data;
   size_t size;
@@ -332,23 +312,12 @@ static napi_value write_direct(napi_env env, napi_callback_info info) {
     return NULL;
   direct_write *w = calloc(1, sizeof *w);
   if (w == NULL) return throw_errno(env, "calloc", ENOMEM);
+  w->job.run = direct_write_run;
+  w->job.syscall = "writeDirect";
   w->fd = fd;
   w->data = data;
   w->length = (size_t)length;
-  /* The reference keeps the buffer alive until the write completes. */
-  if (napi_create_reference(env, argv[1], 1, &w->buffer_ref) != napi_ok ||
-      napi_create_promise(env, &w->deferred, &promise) != napi_ok ||
-      napi_create_string_utf8(env, "fleece:writeDirect", NAPI_AUTO_LENGTH, &name) != napi_ok ||
-      napi_create_async_work(env, NULL, name, direct_write_execute, direct_write_complete, w, &w->work) != napi_ok ||
-      napi_queue_async_work(env, w->work) != napi_ok) {
-    /* Nothing was queued: a created deferred is left unresolved with its promise unreturned. */
-    if (w->buffer_ref != NULL) napi_delete_reference(env, w->buffer_ref);
-    if (w->work != NULL) napi_delete_async_work(env, w->work);
-    free(w);
-    throw_napi_failure(env);
-    return NULL;
-  }
-  return promise;
+  return queue_pool_job(env, &w->job, "fleece:writeDirect", argv[1]);
 }
 
 static napi_value init(napi_env env, napi_value exports) {

@@ -4,6 +4,7 @@
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "native_common.h"
@@ -143,4 +144,42 @@ napi_value throw_type(napi_env env, const char *format, ...) {
   va_end(args);
   napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", message);
   return NULL;
+}
+
+static void pool_job_execute(napi_env env, void *arg) {
+  pool_job *job = arg;
+  job->run(job);
+}
+
+static void pool_job_complete(napi_env env, napi_status status, void *arg) {
+  pool_job *job = arg;
+  napi_value result = NULL;
+  if (status == napi_ok && job->err == 0) {
+    napi_get_undefined(env, &result);
+    napi_resolve_deferred(env, job->deferred, result);
+  } else {
+    result = errno_error(env, job->syscall, job->err != 0 ? job->err : ECANCELED);
+    if (result == NULL) napi_get_undefined(env, &result);
+    napi_reject_deferred(env, job->deferred, result);
+  }
+  if (job->keep != NULL) napi_delete_reference(env, job->keep);
+  napi_delete_async_work(env, job->work);
+  free(job);
+}
+
+napi_value queue_pool_job(napi_env env, pool_job *job, const char *name, napi_value keep) {
+  napi_value promise, resource_name;
+  if ((keep != NULL && napi_create_reference(env, keep, 1, &job->keep) != napi_ok) ||
+      napi_create_promise(env, &job->deferred, &promise) != napi_ok ||
+      napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &resource_name) != napi_ok ||
+      napi_create_async_work(env, NULL, resource_name, pool_job_execute, pool_job_complete, job, &job->work) != napi_ok ||
+      napi_queue_async_work(env, job->work) != napi_ok) {
+    /* Nothing was queued: a created deferred is left unresolved with its promise unreturned. */
+    if (job->keep != NULL) napi_delete_reference(env, job->keep);
+    if (job->work != NULL) napi_delete_async_work(env, job->work);
+    free(job);
+    throw_napi_failure(env);
+    return NULL;
+  }
+  return promise;
 }

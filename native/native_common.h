@@ -34,4 +34,22 @@ bool get_fd(napi_env env, napi_value value, const char *fn, int *fd);
 /* Any TypedArray or DataView: base pointer and size in bytes. */
 bool get_bytes(napi_env env, napi_value value, const char *fn, uint8_t **data, size_t *size);
 
+/*
+ * A promise-returning job on libuv's thread pool: `run` runs there and sets `err` (an errno, 0 on
+ * success) and `syscall` (what failed); the promise then resolves with undefined or rejects with
+ * errno_error(syscall, err). Embed it as the first member of a job's own struct allocated with
+ * calloc: the struct is freed once the job completes.
+ */
+typedef struct pool_job {
+  napi_async_work work;
+  napi_deferred deferred;
+  napi_ref keep; /* a value kept alive until the job completes (a buffer it reads), or NULL */
+  void (*run)(struct pool_job *job);
+  int err;
+  const char *syscall;
+} pool_job;
+
+/* Queues `job` (its `run` and `syscall` set), keeping `keep` (or NULL) alive; returns the promise, or NULL with an exception pending (the job freed). */
+napi_value queue_pool_job(napi_env env, pool_job *job, const char *name, napi_value keep);
+
 #endif

@@ -52,7 +52,8 @@ export type WorkerReply =
   | { readonly op: 'flushed'; readonly batch: number }
   /**
    * A finished pack, sent unasked (batch -1) before the reply of the request that filled it: in
-   * [0, length) of the worker's pack buffer `slot`; `sab` comes with a slot's first pack only.
+   * [offset, offset + length) of the worker's pack buffer `slot`; `sab` comes with a slot's first
+   * pack only.
    */
   | { readonly op: 'pack'; readonly batch: number; readonly slot: number; readonly sab?: SharedArrayBuffer; readonly offset: number; readonly length: number; readonly trailerAt: number; readonly id: string }
   /** `errors[i]` says why blob i failed its checks (and was not written); the loan ends with this reply. */

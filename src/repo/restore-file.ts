@@ -57,10 +57,12 @@ const STALE_AFTER_MS = 60 * 60 * 1000;
  * judge or remove stays.
  */
 async function sweepStaleTemps(dir: string, name: string): Promise<void> {
-  const pattern = new RegExp(`^${escapeRegExp(RESTORE_TEMP_PREFIX)}(\\d+)-${escapeRegExp(name)}$`);
+  const suffix = `-${name}`;
   const entries = await readdir(dir).catch(() => [] as string[]);
   for (const entry of entries) {
-    const pid = Number(pattern.exec(entry)?.[1]);
+    if (!entry.startsWith(RESTORE_TEMP_PREFIX) || !entry.endsWith(suffix)) continue;
+    const digits = entry.slice(RESTORE_TEMP_PREFIX.length, entry.length - suffix.length);
+    const pid = /^\d+$/.test(digits) ? Number(digits) : 0;
     if (!Number.isSafeInteger(pid) || pid <= 0 || pid === process.pid || processRuns(pid)) continue;
     const path = join(dir, entry);
     const st = await stat(path).catch(() => undefined);
@@ -77,8 +79,4 @@ function processRuns(pid: number): boolean {
   } catch (err) {
     return (err as NodeJS.ErrnoException).code !== 'ESRCH';
   }
-}
-
-function escapeRegExp(text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }

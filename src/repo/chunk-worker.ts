@@ -6,6 +6,7 @@
 
 import { writevSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
+import { loadNative } from '../core/native.js';
 import { SharedMutex } from '../core/shared-mutex.js';
 import { BlobCodec, BlobType, ID_LENGTH, isAllZero } from './blob-codec.js';
 import type { MasterKey } from './keys.js';
@@ -178,28 +179,65 @@ function pushNonZero(writes: { offset: number; plain: Buffer }[], offset: number
   else if (runStart > 0) writes.push({ offset: offset + runStart, plain: plain.subarray(runStart) });
 }
 
-/** Writes plaintexts at their offsets: one pwritev per run of back-to-back targets, adjacent buffers merged. */
+/**
+ * Writes plaintexts at their offsets: each run of back-to-back targets allocated first when long
+ * enough (see preallocateRun), then written in pwritevs of at most MAX_WRITE bytes, adjacent
+ * buffers merged.
+ */
 function writeRuns(fd: number, writes: { offset: number; plain: Buffer }[]): void {
   const { writeLock } = ready();
   writes.sort((a, b) => a.offset - b.offset);
   for (let i = 0; i < writes.length; ) {
-    const position = writes[i]!.offset;
-    const iov: Buffer[] = [];
-    let end = position;
-    for (; i < writes.length && writes[i]!.offset === end && iov.length < MAX_IOV; i++) {
-      const { plain } = writes[i]!;
-      if (end > position && end - position + plain.length > MAX_WRITE) break;
-      const last = iov[iov.length - 1];
-      if (last && last.buffer === plain.buffer && last.byteOffset + last.length === plain.byteOffset) iov[iov.length - 1] = Buffer.from(last.buffer, last.byteOffset, last.length + plain.length);
-      else iov.push(plain);
-      end += plain.length;
-    }
+    let runEnd = writes[i]!.offset;
+    let last = i;
+    for (; last < writes.length && writes[last]!.offset === runEnd; last++) runEnd += writes[last]!.plain.length;
     writeLock.lock();
     try {
-      writeAll(fd, iov, position);
+      preallocateRun(fd, writes[i]!.offset, runEnd - writes[i]!.offset);
     } finally {
       writeLock.unlock();
     }
+    while (i < last) {
+      const position = writes[i]!.offset;
+      const iov: Buffer[] = [];
+      let end = position;
+      for (; i < last && iov.length < MAX_IOV; i++) {
+        const { plain } = writes[i]!;
+        if (end > position && end - position + plain.length > MAX_WRITE) break;
+        const prev = iov[iov.length - 1];
+        if (prev && prev.buffer === plain.buffer && prev.byteOffset + prev.length === plain.byteOffset) iov[iov.length - 1] = Buffer.from(prev.buffer, prev.byteOffset, prev.length + plain.length);
+        else iov.push(plain);
+        end += plain.length;
+      }
+      writeLock.lock();
+      try {
+        writeAll(fd, iov, position);
+      } finally {
+        writeLock.unlock();
+      }
+    }
+  }
+}
+
+/** Shorter runs are left to the file system's delayed allocation (see preallocateRun). */
+const PREALLOCATE_MIN = 256 * 1024;
+let preallocating = true;
+
+/**
+ * Allocates a run of data about to be written into the restored image (fallocate, as unwritten
+ * extents) when it is at least PREALLOCATE_MIN bytes. Written into a hole as it is, ext4 reserves
+ * and tracks each 4 KiB block of a buffered write on its own (delayed allocation) and allocates
+ * them at write-back; one fallocate per run does it up front. On the bench image (2 GiB of data
+ * in 4 GiB): 1.77 s vs 1.87 s per restore, system time 1.0 s vs 1.15 s. Only bytes about to be
+ * written are allocated, so zero pages stay holes. Best effort: the first refusal (a block device,
+ * a file system without fallocate, a full disk) stops it, and the writes decide what fits.
+ */
+function preallocateRun(fd: number, offset: number, length: number): void {
+  if (!preallocating || length < PREALLOCATE_MIN) return;
+  try {
+    loadNative().allocate(fd, offset, length);
+  } catch {
+    preallocating = false;
   }
 }
 

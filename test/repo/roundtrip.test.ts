@@ -68,6 +68,36 @@ test('restore leaves zero pages inside data chunks as holes: scattered 4 KiB wri
   }
 });
 
+test('restore preallocates only what it writes: the zero pages between long runs of data stay holes', async () => {
+  const dir = await scratchDir();
+  try {
+    const repo = await Repository.init(new LocalStore(join(dir.path, 'repo')), { chunkSize: 1024 * 1024, catalogPath: join(dir.path, 'catalog.sqlite') });
+    const image = join(dir.path, 'halves.img');
+    const size = 8 * 1024 * 1024;
+    const handle = await open(image, 'w');
+    await handle.truncate(size);
+    // Each 1 MiB chunk: 512 KiB of random data (a run long enough to preallocate), then zeros.
+    for (let chunk = 0; chunk < 8; chunk++) {
+      const data = Buffer.alloc(512 * 1024);
+      for (let i = 0; i < data.length; i += 4) data.writeUInt32LE((Math.random() * 2 ** 32) >>> 0, i);
+      await handle.write(data, 0, data.length, chunk * 1024 * 1024);
+    }
+    await handle.close();
+    const source = await FileSource.open(image);
+    const manifest = await runBackup(repo, source, { disk: 'halves' });
+    await source.close();
+    const out = join(dir.path, 'out.img');
+    await runRestore(repo, manifest, out);
+    assert.equal(await sha256File(out), await sha256File(image), 'restored identical');
+    const st = await stat(out);
+    assert.ok(st.blocks * 512 >= 4 * 1024 * 1024, `the data is there: ${st.blocks * 512} bytes allocated`);
+    assert.ok(st.blocks * 512 <= 4 * 1024 * 1024 + 64 * 1024, `only the 4 MiB of data is allocated, not ${st.blocks * 512} bytes`);
+    repo.close();
+  } finally {
+    await dir.cleanup();
+  }
+});
+
 for (const encrypt of [false, true]) {
   for (const chunkSize of [16 * 1024, 64 * 1024, 1024 * 1024]) {
     test(`round trip ${encrypt ? 'encrypted' : 'plain'} chunk ${chunkSize / 1024}K`, async () => {

@@ -2,11 +2,9 @@
 // id = BLAKE3 (keyed when encrypted) of the plaintext; zstd kept only if smaller; AES-256-GCM
 // with the id and type as associated data. Every read checks CRC32, the GCM tag and the hash.
 
-import { blake3, Blake3Hasher } from '@napi-rs/blake-hash';
-import { Compressor, Decompressor } from 'zstd-napi';
-import zstd from 'zstd-napi/binding.js';
 import { loadNative } from '../core/native.js';
 import { crc32 } from './crc32.js';
+import { blake3, Blake3Hasher, Compressor, Decompressor, zstdBinding as zstd } from './native-packages.js';
 import { createBlobCipher, NONCE_LENGTH, SEAL_OVERHEAD, type BlobCipher } from './gcm.js';
 import { RepoError } from './errors.js';
 import type { MasterKey } from './keys.js';

@@ -3,8 +3,8 @@
 // key file. A wrong secret fails GCM authentication, which is how "wrong passphrase" is known.
 
 import { createCipheriv, createDecipheriv, randomBytes, scryptSync } from 'node:crypto';
-import { Blake3Hasher } from '@napi-rs/blake-hash';
 import { RepoError } from './errors.js';
+import { Blake3Hasher } from './native-packages.js';
 
 export interface MasterKey {
   readonly dataKey: Buffer;

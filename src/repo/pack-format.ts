@@ -3,10 +3,10 @@
 // Little-endian throughout. A reader fetches the pack's tail once and decodes the trailer.
 
 import { randomFillSync } from 'node:crypto';
-import { blake3, Blake3Hasher } from '@napi-rs/blake-hash';
 import { ID_LENGTH } from './blob-codec.js';
 import { crc32 } from './crc32.js';
 import { RepoError } from './errors.js';
+import { blake3, Blake3Hasher } from './native-packages.js';
 
 export const PACK_MAGIC = Buffer.from('FLEECEPK');
 export const PACK_HEADER_SIZE = 16;

@@ -4,9 +4,11 @@
 
 import type { Command } from 'commander';
 
-export async function buildProgram(): Promise<Command> {
+/** The command tree for `args` (the arguments after the script): see loadCommands. */
+export async function buildProgram(args: readonly string[] = []): Promise<Command> {
   const { Command: CommandClass } = await import('commander');
-  const { commands } = await import('./commands/index.js');
+  const { loadCommands } = await import('./commands/index.js');
+  const commands = await loadCommands(args);
   const program = new CommandClass('fleece')
     .description('Back up live virtual-machine disks: NBD exports, dirty-block tracking, snapshots, a deduplicated repository.')
     .version('0.1.0')
@@ -17,10 +19,18 @@ export async function buildProgram(): Promise<Command> {
 }
 
 async function main(argv: string[]): Promise<void> {
+  // A reader that stops early (`fleece list --json | head`) closes the pipe: end quietly, as a
+  // program killed by SIGPIPE would, rather than with an unhandled EPIPE and its stack trace.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EPIPE') throw err;
+      process.exit(process.exitCode ?? 0);
+    });
+  }
   const { CommanderError } = await import('commander');
   const { describeError } = await import('../core/errors.js');
   const { EXIT_USAGE, exitCodeFor } = await import('./exit-codes.js');
-  const program = await buildProgram();
+  const program = await buildProgram(argv.slice(2));
   try {
     await program.parseAsync(argv);
   } catch (err) {

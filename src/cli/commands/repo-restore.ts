@@ -6,15 +6,12 @@ import type { Command } from 'commander';
 import { setMaxListeners } from 'node:events';
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ApiClient } from '../../api/api-client.js';
+import type { ApiClient } from '../../api/api-client.js';
 import type { BlockDevice } from '../../block/block-device.js';
-import { NbdDevice } from '../../block/drivers/nbd-device.js';
-import { RawFileDevice } from '../../block/drivers/raw-file-device.js';
 import { FleeceError, UsageError } from '../../core/errors.js';
 import { formatSize, parseSize } from '../../core/size.js';
 import type { DiskInfo } from '../../daemon/daemon.js';
-import { checkRestoreTarget, restoreToDevice } from '../../jobs/restore/device-restore.js';
-import { verifyTarget, type VerifyTargetReport } from '../../jobs/restore/verify-target.js';
+import type { VerifyTargetReport } from '../../jobs/restore/verify-target.js';
 import type { Manifest } from '../../repo/manifest.js';
 import type { Repository } from '../../repo/repository.js';
 import { restoreImageFile } from '../../repo/restore-file.js';
@@ -84,7 +81,7 @@ file path (or FLEECE_PASSWORD) are sent over the owner-only API socket and kept,
           const progress = createProgress('restore', manifest.size, { events: flags.json });
           try {
             const onProgress = (done: number): void => progress.update(done);
-            if (target.device) written = await restoreToDevice(repo, manifest, target.device, { concurrency, targetIsZero: target.fresh, signal, onProgress });
+            if (target.device) written = await (await import('../../jobs/restore/device-restore.js')).restoreToDevice(repo, manifest, target.device, { concurrency, targetIsZero: target.fresh, signal, onProgress });
             else await restoreImageFile(repo, manifest, target.file!, { sync: flags.sync, signal, onProgress: (p) => onProgress(p.bytesDone) });
           } finally {
             progress.stop();
@@ -115,9 +112,14 @@ function isDeviceSpec(spec: string): boolean {
   return /^nbds?(\+unix)?:\/\//.test(spec) || spec.startsWith('disk:');
 }
 
+// NBD, daemon and verify code loads only when a restore needs it: a restore into an image file
+// starts ~10 ms sooner without it.
+
 async function openTarget(spec: string, manifest: Manifest, flags: RestoreFlags): Promise<Target> {
   const writing = !flags.verifyOnly;
   if (/^nbds?(\+unix)?:\/\//.test(spec)) {
+    const { NbdDevice } = await import('../../block/drivers/nbd-device.js');
+    const { checkRestoreTarget } = await import('../../jobs/restore/device-restore.js');
     const device = await NbdDevice.open(spec);
     try {
       if (writing) checkRestoreTarget(manifest, device, spec);
@@ -134,7 +136,8 @@ async function openTarget(spec: string, manifest: Manifest, flags: RestoreFlags)
 
 /** A daemon disk over the daemon's NBD socket, created with the backup's size when missing. */
 async function openDiskTarget(name: string, manifest: Manifest, flags: RestoreFlags): Promise<Target> {
-  const client = ApiClient.fromState(flags.state);
+  const { NbdDevice } = await import('../../block/drivers/nbd-device.js');
+  const client = await daemonClient(flags.state);
   const { disks } = await client.call<{ disks: DiskInfo[] }>('GET', '/disks');
   const disk = disks.find((d) => d.name === name);
   let fresh = false;
@@ -157,6 +160,8 @@ async function openDiskTarget(name: string, manifest: Manifest, flags: RestoreFl
 }
 
 async function verify(repo: Repository, manifest: Manifest, target: Target, options: { concurrency: number; signal: AbortSignal; json?: boolean }): Promise<VerifyTargetReport> {
+  const { RawFileDevice } = await import('../../block/drivers/raw-file-device.js');
+  const { verifyTarget } = await import('../../jobs/restore/verify-target.js');
   const device = target.device ?? (await RawFileDevice.open(target.file!, { readOnly: true }));
   const progress = createProgress('verify', manifest.size, { events: options.json });
   try {
@@ -180,7 +185,7 @@ async function liveRestore(id: string, spec: string, flags: RestoreFlags): Promi
   if (!spec.startsWith('disk:')) throw new UsageError(`--live needs a disk:NAME target, got '${spec}'`);
   if (flags.verify || flags.verifyOnly) throw new UsageError('--verify cannot be combined with --live (verify the disk once the copy is complete)');
   const name = spec.slice('disk:'.length);
-  const client = ApiClient.fromState(flags.state);
+  const client = await daemonClient(flags.state);
   const repo = await openRepo(flags);
   let manifest: Manifest;
   let encrypted: boolean;
@@ -208,6 +213,11 @@ async function liveRestore(id: string, spec: string, flags: RestoreFlags): Promi
   const final = flags.wait ? await waitForCopy(client, name, manifest.size, flags.json) : info;
   if (flags.json) printJson(final);
   else if (flags.wait) process.stdout.write(`restore of ${manifest.id} into disk ${name} complete\n`);
+}
+
+async function daemonClient(state: string | undefined): Promise<ApiClient> {
+  const { ApiClient } = await import('../../api/api-client.js');
+  return ApiClient.fromState(state);
 }
 
 /** Polls the daemon until the disk's background copy is done; a failed copy is an error. */

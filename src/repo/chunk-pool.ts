@@ -19,7 +19,7 @@ import { ID_LENGTH } from './blob-codec.js';
 import { RepoError } from './errors.js';
 import type { MasterKey } from './keys.js';
 import type { AssembledPack } from './pack-assembler.js';
-import type { Loan, SpanBlob, WorkerReply, WorkerRequest } from './chunk-worker.js';
+import type { FileRange, Loan, SpanBlob, WorkerReply, WorkerRequest } from './chunk-worker.js';
 
 export interface HashedBatch {
   readonly handle: { readonly worker: number; readonly batch: number; readonly slab: number };
@@ -234,17 +234,18 @@ export class ChunkPool {
 
   /**
    * Opens (checks, decrypts, decompresses) the blobs of a span of stored bytes and writes blob
-   * i's plaintext to `fd` at every offset in `targets[i]`. `data` (best from buffer(); the
-   * pool reuses it once this resolves) starts at blob offset 0.
+   * i's plaintext to `fd` at every offset in `targets[i]`. The span starts at blob offset 0:
+   * `data` (best from buffer(); the pool reuses it once this resolves), or a range of a local
+   * file that the worker reads itself (shorter at the end of the file: those blobs fail).
    */
-  async openToFile(data: Buffer, blobs: readonly SpanBlob[], fd: number, targets: readonly (readonly number[])[]): Promise<WrittenSpan> {
+  async openToFile(data: Buffer | FileRange, blobs: readonly SpanBlob[], fd: number, targets: readonly (readonly number[])[]): Promise<WrittenSpan> {
     const worker = this.#leastBusy();
-    const loan = this.#lend(worker, data);
+    const loan = Buffer.isBuffer(data) ? this.#lend(worker, data) : undefined;
     let reply: Extract<WorkerReply, { op: 'opened' }>;
     try {
-      reply = await this.#call(worker, { op: 'open', batch: this.#nextBatch++, loan, blobs, fd, targets }, [], 'opened');
+      reply = await this.#call(worker, { op: 'open', batch: this.#nextBatch++, source: loan ?? (data as FileRange), blobs, fd, targets }, [], 'opened');
     } finally {
-      this.#release(loan.slab);
+      if (loan) this.#release(loan.slab);
     }
     return { written: reply.written, errors: blobs.map((_, i) => (reply.errors[i] === undefined ? undefined : new RepoError('ECORRUPT', reply.errors[i]))) };
   }

@@ -4,9 +4,10 @@
 // not compression. For restore, it opens (checks, decrypts, decompresses) a span of a pack
 // and writes the plaintexts into the image itself (pwritev on a shared fd: no copy back).
 
-import { writevSync } from 'node:fs';
+import { closeSync, openSync, readSync, writevSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { loadNative } from '../core/native.js';
+import { pageAlignedBuffer } from '../core/page-aligned.js';
 import { SharedMutex } from '../core/shared-mutex.js';
 import { BlobCodec, BlobType, ID_LENGTH, isAllZero } from './blob-codec.js';
 import type { MasterKey } from './keys.js';
@@ -31,8 +32,18 @@ export type WorkerRequest =
   | { readonly op: 'blob'; readonly batch: number; readonly id: Uint8Array; readonly type: number; readonly plain: Uint8Array }
   | { readonly op: 'flush'; readonly batch: number }
   | { readonly op: 'recycle'; readonly batch: number; readonly slot: number }
-  /** Opens a span's blobs and writes blob i's plaintext to `fd` at each offset in `targets[i]`. */
-  | { readonly op: 'open'; readonly batch: number; readonly loan: Loan; readonly blobs: readonly SpanBlob[]; readonly fd: number; readonly targets: readonly (readonly number[])[] };
+  /**
+   * Opens a span's blobs (lent by the main thread, or read by the worker from a local file) and
+   * writes blob i's plaintext to `fd` at each offset in `targets[i]`.
+   */
+  | { readonly op: 'open'; readonly batch: number; readonly source: Loan | FileRange; readonly blobs: readonly SpanBlob[]; readonly fd: number; readonly targets: readonly (readonly number[])[] };
+
+/** Bytes [offset, offset + length) of a local file (see LocalFiles), which the worker reads itself. */
+export interface FileRange {
+  readonly path: string;
+  readonly offset: number;
+  readonly length: number;
+}
 
 /** A stored blob inside a span buffer; `at` is its offset in the buffer. */
 export interface SpanBlob {
@@ -132,9 +143,38 @@ const MAX_WRITE = 512 * 1024;
 /** Restored images start as holes: pages of zeros inside a chunk are left as holes too. */
 const PAGE = 4096;
 
+// Spans read from local files, into one buffer reused span after span (page-aligned: the kernel's
+// copy into it runs faster, see page-aligned.ts).
+let fileSpanBuf: Buffer = Buffer.alloc(0);
+
+/** Reads a span from a local file; shorter than asked at the end of the file. */
+function readRange(range: FileRange): Buffer {
+  if (fileSpanBuf.length < range.length) fileSpanBuf = pageAlignedBuffer(Math.max(range.length, 4 * 1024 * 1024), false);
+  const fd = openSync(range.path, 'r');
+  try {
+    let done = 0;
+    while (done < range.length) {
+      const n = readSync(fd, fileSpanBuf, done, range.length - done, range.offset + done);
+      if (n === 0) break;
+      done += n;
+    }
+    return fileSpanBuf.subarray(0, done);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 function openSpan(msg: Extract<WorkerRequest, { op: 'open' }>): void {
   const { codec } = ready();
-  const span = borrow(msg.loan);
+  let span: Buffer;
+  try {
+    span = 'path' in msg.source ? readRange(msg.source) : borrow(msg.source);
+  } catch (err) {
+    // A pack missing or unreadable: every blob failed, and the main thread finds out what is damaged.
+    const message = err instanceof Error ? err.message : String(err);
+    send({ op: 'opened', batch: msg.batch, written: 0, errors: msg.blobs.map(() => message) });
+    return;
+  }
   const need = msg.blobs.reduce((sum, b) => sum + (b.flags ? b.rawLength : 0), 0);
   if (plainBuf.length < need) plainBuf = Buffer.allocUnsafeSlow(need);
   const errors: (string | undefined)[] = [];

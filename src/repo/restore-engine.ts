@@ -1,7 +1,8 @@
 // Restore: rebuilds a backup's image into a file. Zero slots are left as holes (the file is
 // truncated to size first); data slots are fetched in coalesced range reads, several at once,
 // each blob checked (crc, gcm tag, hash) in the chunk worker pool, which also writes the
-// plaintexts (one pwritev per run of consecutive slots). The main thread plans and reads.
+// plaintexts (one pwritev per run of consecutive slots). The main thread plans; it reads the
+// spans too, unless the packs are files on this host, which the workers read themselves.
 // The image is written back as it goes (every 64 MiB by default, in the background) and what is on
 // disk leaves the page cache: restoring a large disk must not fill the host's cache, and later
 // writes reuse the freed pages instead of faulting in new ones (on a VM, fresh page-cache pages
@@ -19,6 +20,7 @@ import type { Manifest } from './manifest.js';
 import { packKey } from './pack-format.js';
 import type { Repository } from './repository.js';
 import { runBounded } from './run-bounded.js';
+import { localFilesOf } from './stores/local-files.js';
 import type { ReadsInto } from './stores/reads-into.js';
 
 export interface RestoreProgress {
@@ -80,29 +82,34 @@ export async function runRestore(repo: Repository, manifest: Manifest, target: s
     // Local and S3 stores (and their wrappers) read into span buffers the pool reuses; others allocate per read.
     const readInto = (repo.store as Partial<ReadsInto>).readInto?.bind(repo.store);
     const maxSpan = (repo.store as Partial<ReadsInto>).preferredReadBytes ?? MAX_SPAN;
-    const fetchSpan = async (span: Span): Promise<void> => {
-      let data: Buffer;
+    // Over pack files on this host, the workers read their spans themselves (see LocalFiles).
+    const files = localFilesOf(repo.store);
+    const readSpan = async (span: Span): Promise<Buffer | undefined> => {
       // Every buffer of maxSpan bytes, so any free one fits any span: no fresh multi-MiB buffers to fault in.
       const spanBuf = readInto ? pool.buffer(Math.max(maxSpan, span.length)) : undefined;
       try {
         if (readInto) {
-          data = spanBuf!.subarray(0, span.length);
-          data = data.subarray(0, await readInto(packKey(span.pack), span.offset, data, { signal }));
+          const data = spanBuf!.subarray(0, span.length);
+          if ((await readInto(packKey(span.pack), span.offset, data, { signal })) === span.length) return data;
         } else {
-          data = await repo.store.get(packKey(span.pack), { range: { offset: span.offset, length: span.length }, signal });
+          const data = await repo.store.get(packKey(span.pack), { range: { offset: span.offset, length: span.length }, signal });
+          if (data.length === span.length) return data;
         }
       } catch {
-        data = Buffer.alloc(0); // missing pack: each blob falls back to readBlob, which names the damage
+        // missing pack: each blob falls back to readBlob, which names the damage
       }
+      if (spanBuf) pool.release(spanBuf); // openToFile releases it otherwise
+      return undefined;
+    };
+    const fetchSpan = async (span: Span): Promise<void> => {
       const blobs = span.blobs.map(({ location: l }) => ({ at: l.offset - span.offset, id: l.id, type: l.type, flags: l.flags, storedLength: l.storedLength, rawLength: l.rawLength, crc: l.crc }));
       const targets = span.blobs.map(({ location, slots }) => slots.map((slot) => {
         const expected = Math.min(chunkSize, manifest.size - slot * chunkSize);
         if (location.rawLength !== expected) throw new RepoError('ECORRUPT', `chunk for slot ${slot} is ${location.rawLength} bytes, expected ${expected}`);
         return slot * chunkSize;
       }));
-      const whole = data.length === span.length;
-      if (!whole && spanBuf) pool.release(spanBuf); // openToFile releases it otherwise
-      const done = whole ? await pool.openToFile(data, blobs, file.fd, targets) : { written: 0, errors: blobs.map(() => new RepoError('ECORRUPT', 'short read')) };
+      const data = files ? { path: files.localPath(packKey(span.pack)), offset: span.offset, length: span.length } : await readSpan(span);
+      const done = data ? await pool.openToFile(data, blobs, file.fd, targets) : { written: 0, errors: blobs.map(() => new RepoError('ECORRUPT', 'short read')) };
       bytesDone += done.written;
       for (let i = 0; i < span.blobs.length; i++) {
         if (!done.errors[i]) continue;

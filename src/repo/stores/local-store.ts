@@ -16,6 +16,7 @@ import { loadNative, uncache } from '../../core/native.js';
 import { syncDir } from '../../core/sync-dir.js';
 import { checkKey, notFound, type GetOptions, type PutOptions, type Store, type StoreEntry, type StoreSignal, type StoreStat } from '../store.js';
 import type { ReadsInto } from './reads-into.js';
+import type { LocalFiles } from './local-files.js';
 
 const TEMP_PREFIX = '.tmp-';
 /** Objects at least this large are written with O_DIRECT, or dropped from the page cache after their fsync. */
@@ -26,13 +27,17 @@ const DIRECT_UNSUPPORTED = new Set(['EINVAL', 'EOPNOTSUPP', 'ENATIVE']);
 
 export type { ReadsInto };
 
-export class LocalStore implements Store, ReadsInto {
+export class LocalStore implements Store, ReadsInto, LocalFiles {
   readonly root: string;
   // Whether large objects go out with O_DIRECT (until a filesystem refuses it).
   #direct = true;
 
   constructor(root: string) {
     this.root = root;
+  }
+
+  localPath(key: string): string {
+    return this.#path(key);
   }
 
   #path(key: string): string {

@@ -43,42 +43,49 @@ took peak RSS to 506 MiB), larger batches or twice the batches in flight (within
 \`node --no-opt\` (1.5-3% faster for a backup or a restore, but process-wide). First-touch memory
 still weighs: this VM hands freed memory back to its host, and memory it must fetch again costs
 1-14 µs per KiB on first touch (the first read of the image's 2 GiB of holes into an empty page
-cache cost 5 s of system time). Process start and module loading take ~0.15 s before the first
+cache cost 5 s of system time). Process start and module loading take ~0.1 s before the first
 read.
-A restore costs 3.5-5.9 CPU-s per GiB, more than half of it kernel time (restic: 3.2-7.6, and
-it writes the holes as zeros): workers spend ~60% of their busy time in zstd decompression and
-~25% in BLAKE3 verification, then write the plaintexts themselves with \`pwritev\` (no copy back
-to the main thread, whose only work is planning and ranged reads into reused shared buffers),
-in writes of at most 512 KiB, written back and dropped from the page cache every 64 MiB so new
-writes reuse freed pages (without that, the restore of (1)'s backup took 4.3-6.4 s here instead of
-1.7-2.0 s, its system time 2.9-5.2 s instead of 0.9-1.0; write-backs every 16 or 32 MiB were no
-faster than every 64); the write-back and eviction run on the thread pool (freeing pages costs
-the kernel ~0.8 µs each; on the main thread it held back the workers' next spans). Dropping
-the packs' pages once read as well looked faster in isolated A/B runs (2.3-2.5 s vs 2.5-2.6) but
-was slower here (3.0-3.4 s vs 2.3-2.9): later restores then read every pack from disk again,
-so packs read by a restore stay cached. On these machines a restore is CPU-bound: ~3.4 CPU-s for the backup of
-(2), of which zstd decompression ~1.0 (the \`zstd\` CLI decompresses this text at 1.3 GB/s per
-core), BLAKE3 verification ~0.5, and the kernel's copies into and out of the page cache ~1.2.
-restic's restore time swings far more with the machine's I/O than fleece's: 40 s in earlier runs
-here, 4-8 s in later ones, while fleece went from 7.9 to 2.1-2.9 s. Two costs removed: the two workers writing at once, where ext4 lets
-one write into a file at a time and the other spun on the inode lock in the kernel (~9% of the
-restore's CPU; they now take turns under a shared mutex and the waiter sleeps); and all-zero
-pages inside data chunks (after (2), ~300 MiB of the 64 KiB chunks each hold one 4 KiB write
-among zeros) are left as holes instead of copied, so the restored image is as sparse as the
-original. A/B on the image of (2): 5.2-5.5 s -> 4.7-5.3 s, system time 2.5-2.9 -> 2.1-2.4 s.
-Restores swing most with first-touch memory (the same restore took 8.3 s with 7.7 s of system
-time right after a backup, 5.5 s with 3.7 s the next time). Reading the packs with O_DIRECT (no
-page cache) cut system time a further ~0.5 s but was no faster on the clock here, so reads stay
-buffered. Encryption (AES-256-GCM) adds ~22 µs per 64 KiB blob sealed (~3 GB/s, the cipher's own
-speed here) and about as much per blob opened: the addon keeps one expanded key per worker and
-seals in place in the pack. Through node:crypto, a Cipheriv per blob with its output copied into
-the pack, it had cost ~65 µs (~1 GB/s), and encrypted backups ran 1.3-1.6 s behind plain ones.
-Two more restore designs measured slower and not kept: writing the image with O_DIRECT from the
-workers (3.1-3.3 s vs 2.1-2.3 s: the workers wait on the disk, and system time fell only from 1.24
-to 1.07 s, ext4's delayed allocation and extent bookkeeping staying), and two lanes as in backup
-(2.07 s vs 2.06 s: a restore keeps both cores busy in either kind of stretch). Which of the two
-fleece configurations runs faster in one run is mostly noise: they do the same work but for the
-cipher (~0.1-0.3 s of a backup or a restore), and the same backup repeated here ranged 2.8-3.1 s.`;
+A restore of (2)'s backup is CPU-bound: ~3.0 CPU-s with both cores ~90% busy (\`perf record -a\`:
+fleece's threads 93% of all samples, the kernel's own threads 3%). zstd decompression takes
+~0.75 of them (the \`zstd\` CLI decompresses this text at 1.3 GB/s per core), BLAKE3 verification
+~0.3, the kernel ~1.0 (copies into and out of the page cache, ext4's per-block bookkeeping,
+write-back and eviction), V8 ~0.8 (its optimizing compiler ~0.3 on its own threads). The chunk
+workers read their spans from the pack files themselves (a pread on their own thread), check and
+decompress them, and write the plaintexts with \`pwritev\`, at most 512 KiB per call; the main
+thread only plans (index pages, catalog lookups). Writes into one file take turns (ext4 lets one
+buffered write into an inode at a time; the workers wait under a shared mutex instead of
+spinning on the inode lock, ~9% of the CPU before), so the random quarter goes at one writer's
+pace, ~1.4 GB/s. Costs removed: the main thread reading every span through libuv's pool (an open,
+a read and a close per span, each waking a pool thread and then the main thread) and lending it
+to a worker (1.70-1.79 s vs 1.83-1.94 s per restore, 0.25 CPU-s less); ext4's delayed allocation
+reserving and tracking each 4 KiB block of a write into a hole (runs of 256 KiB or more are now
+allocated with one fallocate just before they are written: 1.77 s vs 1.87 s, system time 1.0 vs
+1.15 s); importing the CommonJS native packages (BLAKE3, CRC32, zstd) from ES modules, where Node
+scanned their large loaders for export names (~40 ms of CPU per thread against ~7 through
+require, in the main thread and each worker); loading every command's module when one runs
+(\`fleece list\` 0.09 s vs 0.125 s); all-zero pages inside data chunks copied into the image (after
+(2), ~300 MiB of the 64 KiB chunks each hold one 4 KiB write among zeros: they are left as holes).
+The image is written back and dropped from the page cache every 64 MiB, so later writes reuse
+freed pages: this VM hands freed memory back to its host, and without it the restore of (1)'s
+backup took 4.3-6.4 s instead of 1.7-2.0 s. Restores swing most with first-touch memory (the
+same restore took 8.3 s with 7.7 s of system time right after a backup, 5.5 s with 3.7 s the next
+time; 0.1 s more right after 4 GiB of another file was deleted), restic's even more: 4.3 s with
+0.8 s of system time, 11.7 s with 11.8 s, on the same machine within minutes.
+Measured and not kept: the image written with O_DIRECT from the workers, into holes or into
+preallocated extents, synchronously or through a writer thread per worker (3.0-3.3 s vs
+1.9-2.1 s: on this VM each request costs a virtio notification, and the workers wait on the
+device); the random and text quarters interleaved (1.61-1.76 s vs 1.58-1.80 s), and two lanes as
+in backup (2.07 s vs 2.06 s); spans of 2 or 8 MiB instead of 4, writes of 128 KiB or 2 MiB
+instead of 512 KiB, twice the spans in flight, pack files kept open across spans, write-back
+without the eviction: all within noise; dropping the packs' pages once read (later restores
+then read every pack from disk again); reading the packs with O_DIRECT (~0.5 s less system time,
+no faster on the clock). Encryption (AES-256-GCM) adds ~22 µs per 64 KiB blob sealed (~3 GB/s,
+the cipher's own speed here) and about as much per blob opened: the addon keeps one expanded key
+per worker and seals in place in the pack. Through node:crypto, a Cipheriv per blob with its
+output copied into the pack, it had cost ~65 µs (~1 GB/s), and encrypted backups ran 1.3-1.6 s
+behind plain ones. Which of the two fleece configurations runs faster in
+one run is mostly noise: they do the same work but for the cipher (~0.1-0.3 s of a backup or a
+restore), and the same backup repeated here ranged 2.8-3.1 s.`;
 const SIZE = Math.max(64 * MIB, Math.floor(parseSize(process.env.BENCH_SIZE ?? '4G', 'BENCH_SIZE') / (16 * MIB)) * 16 * MIB);
 const CLONES = Number(process.env.BENCH_CLONES ?? 10);
 /** Runs of (1) and (3) per tool; the median is reported. */

@@ -131,8 +131,16 @@ function sendPacks(finished: AssembledPack[]): void {
   }
 }
 
-// Restore's plaintext buffer, reused span after span (grown when a span needs more).
+/**
+ * Restore's plaintext buffer, reused group after group: a span's blobs are opened into it until
+ * it is full, written, and the next ones opened over it. Sized for the whole span instead, it had
+ * grown to 32 MiB per worker on spans of small stored chunks (4 KiB of data among zeros
+ * compresses to little), memory every restore touched for the first time: on this VM, where
+ * freed memory goes back to the host, 1.59-1.73 s vs 1.77-1.92 s per restore, peak RSS 145 MiB
+ * vs 214-254.
+ */
 let plainBuf = Buffer.alloc(0);
+const PLAIN_BUFFER = 4 * 1024 * 1024;
 /** Buffers per writev call (Linux IOV_MAX is 1024). */
 const MAX_IOV = 1024;
 /**
@@ -175,13 +183,18 @@ function openSpan(msg: Extract<WorkerRequest, { op: 'open' }>): void {
     send({ op: 'opened', batch: msg.batch, written: 0, errors: msg.blobs.map(() => message) });
     return;
   }
-  const need = msg.blobs.reduce((sum, b) => sum + (b.flags ? b.rawLength : 0), 0);
-  if (plainBuf.length < need) plainBuf = Buffer.allocUnsafeSlow(need);
+  const largest = msg.blobs.reduce((max, b) => Math.max(max, b.rawLength), 0);
+  if (plainBuf.length < Math.max(PLAIN_BUFFER, largest)) plainBuf = Buffer.allocUnsafeSlow(Math.max(PLAIN_BUFFER, largest));
   const errors: (string | undefined)[] = [];
-  const writes: { offset: number; plain: Buffer }[] = [];
+  let writes: { offset: number; plain: Buffer }[] = [];
   let used = 0;
   msg.blobs.forEach((b, i) => {
     try {
+      if (b.flags && used + b.rawLength > plainBuf.length) {
+        writeRuns(msg.fd, writes); // before plainBuf is opened into again
+        writes = [];
+        used = 0;
+      }
       const stored = span.subarray(b.at, b.at + b.storedLength);
       if (stored.length !== b.storedLength) throw new Error('short read');
       const ref = { ...b, id: Buffer.from(b.id.buffer, b.id.byteOffset, b.id.byteLength) };

@@ -244,12 +244,7 @@ function writeRuns(fd: number, writes: { offset: number; plain: Buffer }[]): voi
     let runEnd = writes[i]!.offset;
     let last = i;
     for (; last < writes.length && writes[last]!.offset === runEnd; last++) runEnd += writes[last]!.plain.length;
-    writeLock.lock();
-    try {
-      preallocateRun(fd, writes[i]!.offset, runEnd - writes[i]!.offset);
-    } finally {
-      writeLock.unlock();
-    }
+    preallocateRun(fd, writes[i]!.offset, runEnd - writes[i]!.offset, writeLock);
     while (i < last) {
       const position = writes[i]!.offset;
       const iov: Buffer[] = [];
@@ -285,12 +280,15 @@ let preallocating = true;
  * written are allocated, so zero pages stay holes. Best effort: the first refusal (a block device,
  * a file system without fallocate, a full disk) stops it, and the writes decide what fits.
  */
-function preallocateRun(fd: number, offset: number, length: number): void {
+function preallocateRun(fd: number, offset: number, length: number, writeLock: SharedMutex): void {
   if (!preallocating || length < PREALLOCATE_MIN) return;
+  writeLock.lock(); // fallocate takes the inode lock the writes take
   try {
     loadNative().allocate(fd, offset, length);
   } catch {
     preallocating = false;
+  } finally {
+    writeLock.unlock();
   }
 }
 

@@ -59,10 +59,10 @@ pace, ~1.4 GB/s. Costs removed: the main thread reading every span through libuv
 a read and a close per span, each waking a pool thread and then the main thread) and lending it
 to a worker (1.70-1.79 s vs 1.83-1.94 s per restore, 0.25 CPU-s less); ext4's delayed allocation
 reserving and tracking each 4 KiB block of a write into a hole (runs of 256 KiB or more are now
-allocated with one fallocate just before they are written: 1.77 s vs 1.87 s, system time 1.0 vs
-1.15 s); importing the CommonJS native packages (BLAKE3, CRC32, zstd) from ES modules, where Node
-scanned their large loaders for export names (~40 ms of CPU per thread against ~7 through
-require, in the main thread and each worker); loading every command's module when one runs
+allocated with one fallocate just before they are written: 1.89-1.97 s vs 2.02-2.26 s, system
+time 1.09-1.21 vs 1.22-1.42 s); importing the CommonJS native packages (BLAKE3, CRC32, zstd) from ES modules, where Node
+scanned their large loaders for export names (importing them took ~40 ms per thread against ~7
+through require, in the main thread and each worker); loading every command's module when one runs
 (\`fleece list\` 0.09 s vs 0.125 s); all-zero pages inside data chunks copied into the image (after
 (2), ~300 MiB of the 64 KiB chunks each hold one 4 KiB write among zeros: they are left as holes);
 a plaintext buffer sized for a whole span, which grew to 32 MiB per worker on spans of such

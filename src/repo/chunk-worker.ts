@@ -276,7 +276,7 @@ let preallocating = true;
  * extents) when it is at least PREALLOCATE_MIN bytes. Written into a hole as it is, ext4 reserves
  * and tracks each 4 KiB block of a buffered write on its own (delayed allocation) and allocates
  * them at write-back; one fallocate per run does it up front. On the bench image (2 GiB of data
- * in 4 GiB): 1.77 s vs 1.87 s per restore, system time 1.0 s vs 1.15 s. Only bytes about to be
+ * in 4 GiB): 1.89-1.97 s vs 2.02-2.26 s per restore, system time 1.09-1.21 s vs 1.22-1.42. Only bytes about to be
  * written are allocated, so zero pages stay holes. Best effort: the first refusal (a block device,
  * a file system without fallocate, a full disk) stops it, and the writes decide what fits.
  */

@@ -1,7 +1,7 @@
 // The native packages of the repository layer (BLAKE3, CRC32, zstd), loaded with require rather
 // than import. They are CommonJS: importing one from an ES module makes Node scan its source for
 // export names first (cjs-module-lexer), and the generated loaders of the napi-rs packages are
-// large. Importing these three took ~40 ms of CPU per thread here against ~7 ms through require,
+// large. Importing these three took ~40 ms per thread here (wall clock) against ~7 ms through require,
 // paid by the main thread and by every chunk worker before its first chunk.
 
 import { createRequire } from 'node:module';
